@@ -1,0 +1,197 @@
+"""One LightningModule for every net and task: loss, optimiser, scheduler and metrics from config.
+
+Everything saved in the checkpoint's hyperparameters is a plain Python value (torch >= 2.6 loads
+checkpoints with ``weights_only=True``), and the input spec (channels, size, mean, std) travels with it,
+so evaluation and prediction preprocess exactly as training did.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+from lit_vision.errors import ConfigError
+from lit_vision.metrics import classification_metrics, confusion_matrix, metric_input
+
+LOSSES = ("ce", "bce", "mse")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
+              "sgd": torch.optim.SGD}
+SCHEDULERS = ("none", "plateau", "cosine", "onecycle")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+
+
+def num_outputs_for(num_classes: int, loss: str) -> int:
+    """Binary + BCE → one logit; everything else → one logit per class."""
+    return 1 if (num_classes == 2 and loss == "bce") else num_classes
+
+
+class ImageClassifier(L.LightningModule):
+    def __init__(self, net: Mapping[str, Any], class_names: list[str], input_spec: Mapping[str, Any],
+                 loss: str = "ce", optimizer: Mapping[str, Any] | None = None,
+                 scheduler: Mapping[str, Any] | None = None, label_smoothing: float = 0.0,
+                 class_weights: list[float] | None = None, compile: bool = False) -> None:
+        super().__init__()
+        optimizer = dict(optimizer or {"name": "adam", "lr": 1e-3})
+        scheduler = dict(scheduler or {"name": "none"})
+        validate_hparams(loss, optimizer, scheduler, class_names)
+        self.save_hyperparameters()
+        self.class_names = list(class_names)
+        self.num_classes = len(class_names)
+        self.loss_name = loss
+        self.net = instantiate(dict(net), _convert_="all")
+        self.input_size = tuple(int(s) for s in input_spec["image_size"])
+        self.register_buffer("mean", torch.tensor(input_spec["mean"]).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(input_spec["std"]).view(1, -1, 1, 1), persistent=False)
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weight", weights, persistent=False)
+        self.train_metrics = classification_metrics(self.num_classes, "train/", full=False)
+        self.val_metrics = classification_metrics(self.num_classes, "val/")
+        self.test_metrics = classification_metrics(self.num_classes, "test/")
+        self.test_confusion = confusion_matrix(self.num_classes)
+        self.test_outputs: dict[str, torch.Tensor] = {}
+        self._test_chunks: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._forward = torch.compile(self._net_forward) if compile else self._net_forward
+
+    # --- forward -------------------------------------------------------------------------------
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] float images → resized, normalised float (what the net saw in training)."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        if tuple(x.shape[-2:]) != self.input_size:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    def _net_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.preprocess(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer embedding of a batch."""
+        return self.net.forward_features(self.preprocess(x))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, K) class probabilities whatever the output width."""
+        logits = logits.float()
+        if logits.shape[1] == 1:
+            p = torch.sigmoid(logits[:, 0])
+            return torch.stack([1 - p, p], dim=1)
+        return logits.softmax(dim=1)
+
+    def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.loss_name == "ce":
+            return F.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing)
+        if self.loss_name == "bce":
+            pos_weight = None
+            if self.class_weight is not None:
+                pos_weight = (self.class_weight[1] / self.class_weight[0]).reshape(1)
+            target = y.float() if logits.shape[1] == 1 else F.one_hot(y, logits.shape[1]).float()
+            return F.binary_cross_entropy_with_logits(logits.squeeze(1) if logits.shape[1] == 1 else logits,
+                                                      target, pos_weight=pos_weight)
+        # mse: Keras-style mean squared error between class probabilities and one-hot targets
+        probs = self.probabilities(logits)
+        return F.mse_loss(probs, F.one_hot(y, self.num_classes).float())
+
+    # --- steps ---------------------------------------------------------------------------------
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        loss = self.compute_loss(logits, y)
+        return loss, self.probabilities(logits).detach(), y
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, probs, y = self._shared_step(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}). Training stopped; the last good checkpoint is kept in checkpoints/last.ckpt. "
+                "Fix: lower model.optimizer.lr, add gradient clipping (trainer.gradient_clip_val=1.0) "
+                "or use precision=32.")
+        self.train_metrics.update(metric_input(probs, self.num_classes), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        loss, probs, y = self._shared_step(batch)
+        self.val_metrics.update(metric_input(probs, self.num_classes), y)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=False)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_chunks = []
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        loss, probs, y = self._shared_step(batch)
+        self.test_metrics.update(metric_input(probs, self.num_classes), y)
+        self.test_confusion.update(metric_input(probs, self.num_classes), y)
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.log_dict(self.test_metrics, on_epoch=True)
+        self._test_chunks.append((probs.cpu(), y.cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        self.test_outputs = {"confusion_matrix": self.test_confusion.compute().cpu()}
+        self.test_confusion.reset()
+        if self._test_chunks:
+            probs = torch.cat([p for p, _ in self._test_chunks])
+            targets = torch.cat([t for _, t in self._test_chunks])
+            if self.trainer is not None and self.trainer.world_size > 1:
+                probs = self.all_gather(probs.to(self.device)).flatten(0, 1).cpu()
+                targets = self.all_gather(targets.to(self.device)).flatten(0, 1).cpu()
+            self.test_outputs |= {"probs": probs, "targets": targets}
+        self._test_chunks = []
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.probabilities(self(x))
+
+    # --- optimisation --------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        opt_cfg = dict(self.hparams.optimizer)
+        name = opt_cfg.pop("name")
+        optimizer = OPTIMIZERS[name](self.parameters(), **opt_cfg)
+        sched_cfg = dict(self.hparams.scheduler)
+        kind = sched_cfg.pop("name", "none")
+        monitor = sched_cfg.pop("monitor", "val/loss")
+        if kind == "none":
+            return optimizer
+        if kind == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **sched_cfg)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "monitor": monitor}}
+        if kind == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(1, self.trainer.estimated_stepping_batches), **sched_cfg)
+        else:  # onecycle
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=opt_cfg["lr"], total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
+                **sched_cfg)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def validate_hparams(loss: str, optimizer: Mapping[str, Any], scheduler: Mapping[str, Any],
+                     class_names: list[str]) -> None:
+    if loss not in LOSSES:
+        raise ConfigError(f"model.loss={loss!r} is not one of {list(LOSSES)}")
+    if loss == "bce" and len(class_names) != 2:
+        raise ConfigError(f"model.loss=bce needs a binary task but the data has {len(class_names)} classes "
+                          f"{class_names}; use model.loss=ce or map the labels to two classes")
+    name = optimizer.get("name")
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"model.optimizer.name={name!r} is not one of {sorted(OPTIMIZERS)}")
+    lr = optimizer.get("lr")
+    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"model.optimizer.lr={lr!r} must be a positive number (e.g. model.optimizer.lr=1e-3)")
+    if optimizer.get("weight_decay", 0) < 0:
+        raise ConfigError(f"model.optimizer.weight_decay={optimizer['weight_decay']} must be >= 0")
+    if scheduler.get("name", "none") not in SCHEDULERS:
+        raise ConfigError(f"model.scheduler.name={scheduler.get('name')!r} is not one of {list(SCHEDULERS)}")

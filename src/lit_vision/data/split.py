@@ -1,0 +1,20 @@
+"""Seeded, stratified validation split (the test split is never used for model selection)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from lit_vision.errors import ConfigError
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return sorted (train_index, val_index); identical for identical labels, fraction and seed."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction={val_fraction} must be strictly between 0 and 1")
+    index = np.arange(len(labels))
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    train_idx, val_idx = train_test_split(index, test_size=val_fraction, random_state=seed,
+                                          shuffle=True, stratify=stratify)
+    return np.sort(train_idx), np.sort(val_idx)

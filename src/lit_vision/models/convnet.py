@@ -1,0 +1,82 @@
+"""A CNN described by a list of blocks, so each notebook architecture is a YAML preset, not a class.
+
+``features`` is a list of one-key dicts, applied in order::
+
+    - {conv: 32, kernel: 3, padding: same, act: relu}   # Conv2d (+ activation)
+    - {bn: true}                                        # BatchNorm2d
+    - {pool: 2, stride: 1, type: max}                   # MaxPool2d / AvgPool2d
+    - {dropout: 0.2}                                    # SpatialDropout2D (Dropout2d)
+
+then flatten and a dense head: ``head: {hidden: [256], dropout: 0.5, input_dropout: 0.5, batchnorm: false}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+
+from lit_vision.models.layers import activation, dense_stack, init_weights
+
+
+def _conv(spec: Mapping[str, Any], in_ch: int) -> tuple[list[nn.Module], int]:
+    out_ch = int(spec["conv"])
+    padding = spec.get("padding", "valid")
+    if padding not in ("same", "valid") and not isinstance(padding, int):
+        raise ValueError(f"conv padding must be same, valid or an int, got {padding!r}")
+    layers = [nn.Conv2d(in_ch, out_ch, int(spec.get("kernel", 3)), stride=int(spec.get("stride", 1)),
+                        padding=padding if padding != "valid" else 0)]
+    layers.append(activation(spec.get("act", "relu")))
+    return layers, out_ch
+
+
+def _pool(spec: Mapping[str, Any]) -> nn.Module:
+    size = int(spec["pool"])
+    stride = int(spec.get("stride", size))
+    kind = spec.get("type", "max")
+    return nn.MaxPool2d(size, stride) if kind == "max" else nn.AvgPool2d(size, stride)
+
+
+def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    ch = int(in_chans)
+    for spec in specs:
+        spec = {spec: True} if isinstance(spec, str) else dict(spec)
+        if "conv" in spec:
+            new, ch = _conv(spec, ch)
+            layers += new
+        elif "pool" in spec:
+            layers.append(_pool(spec))
+        elif "bn" in spec:
+            layers.append(nn.BatchNorm2d(ch))
+        elif "dropout" in spec:
+            layers.append(nn.Dropout2d(float(spec["dropout"])))
+        else:
+            raise ValueError(f"unknown block {spec}; use one of conv, pool, bn, dropout")
+    return nn.Sequential(*layers), ch
+
+
+class ConvNet(nn.Module):
+    def __init__(self, in_chans: int, input_size: Sequence[int], num_outputs: int,
+                 features: Sequence[Mapping[str, Any] | str], head: Mapping[str, Any] | None = None,
+                 init: str = "glorot") -> None:
+        super().__init__()
+        self.features, _ = build_features(features, in_chans)
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, int(in_chans), *map(int, input_size))).numel()
+        head = dict(head or {})
+        stack = dense_stack(flat, head.get("hidden", []), num_outputs, float(head.get("dropout", 0.0)),
+                            float(head.get("input_dropout", 0.0)), bool(head.get("batchnorm", False)),
+                            head.get("act", "relu"))
+        self.head = nn.Sequential(nn.Flatten(), *list(stack)[:-1])
+        self.classifier = stack[-1]
+        self.num_features = self.classifier.in_features
+        init_weights(self, init)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate-layer embedding (used by XGBoost on embeddings)."""
+        return self.head(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x))

@@ -1,0 +1,106 @@
+"""``python -m lit_vision.train``: fit, test with the best checkpoint, and write the run's report.
+
+Examples::
+
+    python -m lit_vision.train                                   # 8x8 digits, offline, ~1 minute on a CPU
+    python -m lit_vision.train model=cnn data=cifar_horse data.root=../shared/datasets/cifar10-jpeg
+    python -m lit_vision.train experiment=cifar10_model_s trainer.precision=bf16-mixed
+    python -m lit_vision.train --help                            # config groups and options
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from lit_vision import reporting
+from lit_vision.builders import build_classifier, build_datamodule, build_trainer
+from lit_vision.config import CONF_DIR, validate_config
+from lit_vision.errors import LitVisionError
+
+log = logging.getLogger("lit_vision.train")
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    cb = trainer.checkpoint_callback
+    path = getattr(cb, "best_model_path", "") if cb is not None else ""
+    return path or None
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test one configuration; return the metrics record written to ``metrics.json``."""
+    validate_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
+    out = output_dir(cfg)
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    model = build_classifier(cfg.model, dm)
+    trainer = build_trainer(cfg)
+    if trainer.is_global_zero:
+        log.info("data: %s", dm.describe()["counts"])
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    scalars: dict[str, Any] = {}
+    best = best_checkpoint(trainer)
+    if cfg.get("validate_best", True):
+        trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
+        scalars |= dict(trainer.callback_metrics)
+    confusion = None
+    if cfg.get("test", True) and dm.test_set is not None:
+        trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
+        scalars |= dict(trainer.callback_metrics)
+        confusion = model.test_outputs.get("confusion_matrix")
+    record = reporting.build_metrics_record(
+        scalars, confusion, dm.class_names,
+        extra={"best_checkpoint": best, "epochs_trained": trainer.current_epoch,
+               "global_step": trainer.global_step, "data": dm.describe(),
+               "model": cfg.model.net.get("_target_", "")})
+    if trainer.is_global_zero:
+        write_artifacts(out, record, model, dm)
+    return record
+
+
+def write_artifacts(out: Path, record: dict[str, Any], model: Any, dm: Any) -> None:
+    reporting.write_json(out / "metrics.json", record)
+    reporting.write_history(out / "metrics.csv", out / "history.csv")
+    outputs = getattr(model, "test_outputs", {})
+    if "probs" in outputs and dm.test_set is not None:
+        reporting.write_predictions(out / "predictions.csv", outputs["probs"], outputs["targets"],
+                                    dm.class_names, dm.test_set.sources)
+    reporting.print_metrics(record, title=f"{dm.name}: test with the best checkpoint")
+    log.info("artifacts written to %s", out)
+
+
+def optimized_value(cfg: DictConfig, record: dict[str, Any]) -> float | None:
+    name = cfg.get("optimized_metric")
+    return None if not name else record.get(name)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        record = run(cfg)
+    except LitVisionError as exc:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
+            log.error("%s", exc)
+            sys.exit(2)
+        raise
+    return optimized_value(cfg, record)
+
+
+if __name__ == "__main__":
+    main()
