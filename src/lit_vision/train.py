@@ -54,6 +54,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         log.info("data: %s", dm.describe()["counts"])
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    if trainer.is_global_zero:  # before validate/test append their rows to the CSV log
+        reporting.write_history(out / "metrics.csv", out / "history.csv")
     scalars: dict[str, Any] = {}
     best = best_checkpoint(trainer)
     if cfg.get("validate_best", True):
@@ -76,7 +78,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def write_artifacts(out: Path, record: dict[str, Any], model: Any, dm: Any) -> None:
     reporting.write_json(out / "metrics.json", record)
-    reporting.write_history(out / "metrics.csv", out / "history.csv")
     outputs = getattr(model, "test_outputs", {})
     if "probs" in outputs and dm.test_set is not None:
         reporting.write_predictions(out / "predictions.csv", outputs["probs"], outputs["targets"],

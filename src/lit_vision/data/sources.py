@@ -6,6 +6,7 @@ One registry, ``SOURCES``, maps the ``data.source`` config value to a loader. Ev
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -150,12 +151,51 @@ def load_cifar10(root: str, download: bool = False, channels: int = 3, image_siz
     path = Path(root).expanduser()
     if path.name == "cifar-10-batches-py" and path.is_dir():
         path = path.parent
-    if (path / "cifar-10-batches-py").is_dir() or (download and not (path / "train").is_dir()):
-        return _torchvision("CIFAR10", path, download, channels)
+    if download and not (path / "cifar-10-batches-py").is_dir() and not (path / "train").is_dir():
+        import torchvision.datasets as tvd
+
+        tvd.CIFAR10(root=str(path), train=True, download=True)  # fetches and verifies the archive
+    if (path / "cifar-10-batches-py").is_dir():
+        return read_cifar_batches(path / "cifar-10-batches-py", channels)
     if (path / "train").is_dir():
         return _folder_splits(path, channels, _size(image_size), cache_dir, skip_corrupt)
     raise _missing("CIFAR-10", path, f"{path}/cifar-10-batches-py/ (torchvision) or {path}/train/<class>/*.jpg "
                    f"and {path}/test/<class>/*.jpg (image folders)", "../shared/datasets/cifar10-jpeg")
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """CIFAR's python batches are pickles: allow numpy arrays and plain values, never arbitrary code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return _NumpyOnlyUnpickler(f, encoding="latin1").load()
+
+
+def read_cifar_batches(folder: Path, channels: int = 3) -> SourceSplits:
+    """Read torchvision's ``cifar-10-batches-py`` (data_batch_1..5, test_batch, batches.meta)."""
+    meta_path = folder / "batches.meta"
+    names = [str(n) for n in _unpickle(meta_path)["label_names"]] if meta_path.exists() else CIFAR10_CLASSES
+
+    def read(files: list[Path]) -> ImageArrays:
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise DataNotFoundError(f"CIFAR-10 batch files missing: {missing}; re-download with data.download=true")
+        batches = [_unpickle(f) for f in files]
+        data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
+        labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
+        return ImageArrays(_to_channels(data.transpose(0, 2, 3, 1), channels), labels, names)
+
+    train = read([folder / f"data_batch_{i}" for i in range(1, 6)])
+    return SourceSplits(train=train, test=read([folder / "test_batch"]))
 
 
 @register_source("fer2013")

@@ -1,0 +1,69 @@
+"""Shared fixtures: compose the real config tree with test overrides, and make small synthetic data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from lit_vision.config import CONF_DIR  # noqa: E402
+from synthetic import write_cifar_batches, write_cifar_folders  # noqa: E402
+
+SHARED_DATASETS = Path(os.environ.get("LIT_VISION_SHARED_DATASETS",
+                                      Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+
+# keep test runs off the user's GPU and quiet
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+#: overrides that make any preset a quick CPU smoke run
+FAST = ["trainer.fast_dev_run=true", "accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary"]
+
+
+def compose_config(overrides: list[str], run_dir: Path, config_name: str = "train") -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` like the CLI would, with outputs and caches under ``run_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+        cfg.hydra.job.id = "test"
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.paths.log_dir = str(run_dir.parent / "logs")
+        cfg.paths.cache_dir = str(run_dir.parent / "cache")
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    def factory(*overrides: str, config_name: str = "train") -> DictConfig:
+        return compose_config(list(overrides), tmp_path / "run", config_name)
+    return factory
+
+
+@pytest.fixture(scope="session")
+def cifar_folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_cifar_folders(tmp_path_factory.mktemp("cifar_folders"))
+
+
+@pytest.fixture(scope="session")
+def cifar_batches(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_cifar_batches(tmp_path_factory.mktemp("cifar_batches"))
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATASETS}")
+    return SHARED_DATASETS
