@@ -21,7 +21,9 @@ class LabelMapping:
     positive: one class name (or a list) that becomes label 1, every other class label 0.
     classes: keep only these classes; a list keeps their order, a mapping ``{name: new_label}`` relabels.
     balance: undersample every class of train (and test) to the smallest class count, seeded.
-    per_class: optional ``{split: n}`` caps per class after balancing (notebook 004's split sizes).
+    per_class: optional ``{split: n}``: with ``balance``, keep exactly n rows per class in that split
+        instead of the smallest count (notebook 004's split sizes); ignored when ``balance`` is false, so
+        turning balancing off is one switch.
     """
 
     positive: str | Sequence[str] | None = None
@@ -97,7 +99,7 @@ def apply_mapping(arrays: ImageArrays, mapping: LabelMapping, split: str, seed: 
     if mapping.positive is not None:
         labels, names = one_vs_rest(out.labels, out.class_names, mapping.positive, mapping.negative_name)
         out = out.with_labels(labels, names)
-    cap = (mapping.per_class or {}).get(split)
-    if (mapping.balance and split in ("train", "test")) or cap is not None:
+    if mapping.balance and split in ("train", "test"):
+        cap = (mapping.per_class or {}).get(split)
         out = out.subset(undersample(out.labels, seed, cap))
     return out
