@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from lit_vision.errors import ConfigError
+from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.metrics import classification_metrics, confusion_matrix, metric_input
 
 LOSSES = ("ce", "bce", "mse")
@@ -24,7 +24,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": t
 SCHEDULERS = ("none", "plateau", "cosine", "onecycle")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(LitVisionError, RuntimeError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 

@@ -21,6 +21,8 @@ CONF_DIR = PROJECT_ROOT / "conf"
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("resume_or"):  # hydra.run.dir: the resumed run's folder, else a new one
+        OmegaConf.register_new_resolver("resume_or", lambda resume, default: str(resume) if resume else default)
 
 
 register_resolvers()

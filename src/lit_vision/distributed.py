@@ -1,0 +1,84 @@
+"""Multi-process runs: quiet non-zero ranks, refuse launch modes that break, evaluate once on rank 0.
+
+DDP's samplers pad the last batch with repeated samples so every rank gets the same number, which would
+count some test images twice in the confusion matrix. So lit_vision fits with DDP, then tears the process
+group down and runs the final validate/test on global rank 0 alone, with a single-device trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import LightningEnvironment
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+
+from lit_vision.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def global_rank() -> int:
+    """This process's rank as Lightning sees it (``RANK``/``LOCAL_RANK``/``SLURM_PROCID``), before any Trainer."""
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def quiet_non_zero_ranks() -> None:
+    """Only rank 0 writes lit_vision's INFO lines (all ranks share the run dir's log file)."""
+    if global_rank() != 0:
+        logging.getLogger("lit_vision").setLevel(logging.WARNING)
+
+
+def _multi_device(cfg: DictConfig) -> bool:
+    devices = cfg.trainer.get("devices", 1)
+    nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
+    many = devices in ("auto", -1, "-1") or (isinstance(devices, int) and devices > 1) or \
+        (not isinstance(devices, (int, str)) and len(devices) > 1) or nodes > 1
+    return bool(many)
+
+
+def _externally_launched() -> bool:
+    """SLURM (srun tasks) or torchrun start every rank themselves; Lightning then spawns nothing."""
+    return "SLURM_NTASKS" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse DDP set-ups that cannot work: SyncBatchNorm on CPU, subprocess DDP inside a local multirun."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if cfg.trainer.get("sync_batchnorm", False) and on_cpu and _multi_device(cfg):
+        raise ConfigError("trainer.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); "
+                          "on CPU use trainer=ddp_cpu or trainer.sync_batchnorm=false")
+    # DDP inside a local Hydra multirun would re-run the whole sweep in every child process
+    if not _multi_device(cfg) or _externally_launched() or not HydraConfig.initialized():
+        return
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            "trainer.devices>1 inside a local multirun (-m): Lightning would re-launch the whole sweep in every "
+            "DDP process. Run one configuration per command, or sweep on SLURM with "
+            "hydra/launcher=slurm_multigpu (SLURM starts one task per device, see docs/cluster.md).")
+
+
+def evaluation_trainer(cfg: DictConfig, fit_trainer: L.Trainer) -> L.Trainer | None:
+    """After a multi-process fit: end the process group; rank 0 gets a 1-device trainer, other ranks ``None``."""
+    if fit_trainer.world_size <= 1:
+        return fit_trainer
+    is_zero = fit_trainer.is_global_zero
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    if not is_zero:
+        return None
+    log.info("final validation/test on rank 0 only (each test image counted exactly once)")
+    overrides: dict[str, Any] = dict(devices=1, num_nodes=1, strategy="auto", callbacks=[], logger=False,
+                                     plugins=[LightningEnvironment()])
+    if "sync_batchnorm" in cfg.trainer:
+        overrides["sync_batchnorm"] = False
+    return instantiate(cfg.trainer, **overrides)
