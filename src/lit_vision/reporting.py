@@ -67,12 +67,16 @@ def write_history(metrics_csv: Path, out: Path) -> list[dict[str, float]]:
     if not metrics_csv.exists():
         return []
     by_epoch: dict[int, dict[str, float]] = {}
+    pending_lr: dict[str, float] = {}  # LearningRateMonitor rows carry no epoch: give them to the next epoch
     with open(metrics_csv) as f:
         for row in csv.DictReader(f):
             if not row.get("epoch"):
+                pending_lr |= {k: float(v) for k, v in row.items() if k.startswith("lr-") and v not in ("", None)}
                 continue
             epoch = int(float(row["epoch"]))
             target = by_epoch.setdefault(epoch, {"epoch": epoch})
+            target |= pending_lr
+            pending_lr = {}
             for k, v in row.items():
                 if k in ("epoch", "step") or v in ("", None) or k.endswith("_step"):
                     continue

@@ -1,0 +1,117 @@
+"""Multirun sweeps through the real CLI: grid summary, a failing job that does not stop the sweep, Optuna."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lit_vision.config import PROJECT_ROOT
+from lit_vision.sweeps import job_failed, write_summary
+
+# one epoch of 3 digits batches, no plots: each job takes seconds
+TINY = ["data=digits", "model=cnn", "accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1", "report.plots=false", "~callbacks.progress_bar", "~callbacks.model_summary"]
+
+
+def cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": "", "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run([sys.executable, "-m", "lit_vision.train", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_summary(sweep: Path) -> list[dict[str, str]]:
+    with open(sweep / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+# --- summary from job folders (no training) ------------------------------------------------------
+def fake_job(sweep: Path, num: int, overrides: list[str], metrics: dict | None = None,
+             error: Exception | None = None) -> None:
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    if error is not None:
+        assert math.isnan(job_failed(job, error))
+
+
+def test_summary_ranks_jobs_and_reports_errors(tmp_path):
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["experiment=x", "model.dropout=0.1"], {"test/acc": 0.91, "val/acc": 0.90, "epochs_trained": 9})
+    fake_job(sweep, 1, ["experiment=x", "model.dropout=0.2"], {"test/acc": 0.93, "val/acc": 0.92, "epochs_trained": 9})
+    fake_job(sweep, 2, ["experiment=x", "model.dropout=0.5"], error=RuntimeError("loss became nan"))
+    fake_job(sweep, 10, ["experiment=x", "model.dropout=0.9"])  # killed: neither metrics nor error
+    out = write_summary(sweep, "test/acc", print_table=False)
+    assert out["best"]["job"] == "1" and out["best"]["model.dropout"] == "0.2"
+    rows = read_summary(sweep)
+    assert [r["job"] for r in rows] == ["0", "1", "2", "10"]  # numeric job order
+    assert "experiment" not in rows[0]  # not swept: same in every job
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed", "missing"]
+    assert rows[2]["error"] == "RuntimeError: loss became nan" and rows[2]["test/acc"] == ""
+    assert json.loads((sweep / "2" / "error.json").read_text())["traceback"]
+    md = (sweep / "summary.md").read_text()
+    assert "best test/acc: 0.9300" in md and "| 2 | 0.5 | failed |" in md
+    assert (sweep / "summary.png").stat().st_size > 5_000
+
+
+# --- the real CLI ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_grid_multirun_writes_one_summary(tmp_path):
+    sweep = tmp_path / "grid"
+    proc = cli("-m", *TINY, "model.optimizer.lr=0.01,0.001", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_summary(sweep)
+    assert [r["model.optimizer.lr"] for r in rows] == ["0.01", "0.001"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for row in rows:  # the summary carries each job's own metrics.json values
+        metrics = json.loads((sweep / row["job"] / "metrics.json").read_text())
+        assert float(row["val/acc"]) == pytest.approx(metrics["val/acc"])
+        assert float(row["test/acc"]) == pytest.approx(metrics["test/acc"])
+    assert "sweep summary (val/acc)" in proc.stdout
+    assert (sweep / "summary.md").read_text().count("| ok |") == 2
+    assert (sweep / "summary.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_failing_job_does_not_stop_the_sweep(tmp_path):
+    sweep = tmp_path / "failing"
+    # job 0 fails up front (negative lr), job 1 must still run
+    proc = cli("-m", *TINY, "model.optimizer.lr=-1,0.001", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_summary(sweep)
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert rows[0]["error"].startswith("ConfigError: model.optimizer.lr=-1")
+    assert json.loads((sweep / "0" / "error.json").read_text())["type"] == "ConfigError"
+    assert float(rows[1]["test/acc"]) > 0
+    assert "failed" in (sweep / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_single_run_config_error_still_exits_2(tmp_path):
+    proc = cli(*TINY, "model.optimizer.lr=-1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    assert "model.optimizer.lr=-1" in proc.stderr + proc.stdout
+    assert not (tmp_path / "run" / "error.json").exists()
+
+
+@pytest.mark.slow
+def test_optuna_sweep_two_trials(tmp_path):
+    sweep = tmp_path / "optuna"
+    proc = cli("-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_summary(sweep)
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
+    assert {"model.optimizer.lr", "model.net.head.dropout"} <= set(rows[0])
+    for row in rows:
+        assert 1e-4 <= float(row["model.optimizer.lr"]) <= 1e-1
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(float(r["val/acc"]) for r in rows))
