@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 
 from lit_vision.data.arrays import ImageArrays
-from lit_vision.errors import CorruptImageError, DataNotFoundError
+from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ def decode_files(paths: Sequence[Path], labels: np.ndarray, class_names: Sequenc
     good = [i for i, r in enumerate(results) if not isinstance(r, str)]
     shapes = {results[i].shape for i in good}
     if len(shapes) > 1:
-        raise ValueError(f"images have different sizes {sorted(shapes)[:5]}; set data.image_size to resize them")
+        raise ConfigError(f"images have different sizes {sorted(shapes)[:5]} (as (C, H, W)); "
+                          "set data.image_size=[H,W] to resize them all")
     if not good:
         raise CorruptImageError("no readable image at all among:\n" + "\n".join(p for p, _ in bad[:20]))
     images = np.stack([results[i] for i in good])

@@ -120,7 +120,13 @@ def load_fashion_mnist(root: str, download: bool = False, channels: int = 1, **_
 
 def _cached_folder(root: Path, channels: int, size: tuple[int, int] | None, cache_dir: str | None,
                    skip_corrupt: bool, class_names: Sequence[str] | None = None, label: str = "") -> ImageArrays:
-    names = list(class_names) if class_names is not None else list_class_folders(root)
+    found = list_class_folders(root)
+    names = list(class_names) if class_names is not None else found
+    extra = sorted(set(found) - set(names))
+    if extra:  # never drop a folder of images silently
+        raise DataNotFoundError(f"{root} has class folders {extra} that the other folders (or "
+                                f"source_args.class_names) do not have; every folder must share the classes {names} (to train on a subset, keep "
+                                "the folders and set data.mapping.classes)")
     paths, labels = list_files(root, names)
     key = {"kind": "folder", "root": str(root.resolve()), "channels": channels, "size": size,
            "classes": names, "files": fingerprint(paths), "skip_corrupt": skip_corrupt}
