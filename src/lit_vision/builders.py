@@ -6,11 +6,12 @@ import logging
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.classifier import ImageClassifier, num_outputs_for
 from lit_vision.data.datamodule import VisionDataModule
+from lit_vision.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +24,32 @@ def input_spec(model_cfg: dict[str, Any], dm: VisionDataModule) -> dict[str, Any
     """Channels, size and normalisation the net expects; saved in the checkpoint for prediction."""
     normalize = model_cfg.get("normalize", "dataset")
     channels = dm.channels
-    if normalize == "dataset":
+    net_data = net_data_config(model_cfg, channels) if "net" in (normalize, model_cfg.get("input_size")) else {}
+    if normalize == "net":  # the net's own normalisation (a pretrained backbone's mean/std)
+        mean, std = net_data["mean"], net_data["std"]
+    elif normalize == "dataset":
         mean, std = dm.pixel_stats()
     elif normalize in (None, "none"):
         mean, std = [0.0] * channels, [1.0] * channels
     elif isinstance(normalize, dict):
         mean, std = list(normalize["mean"]), list(normalize["std"])
     else:
-        raise ValueError(f"model.normalize={normalize!r}: use dataset, none or {{mean: [...], std: [...]}}")
+        raise ValueError(f"model.normalize={normalize!r}: use dataset, none, net or {{mean: [...], std: [...]}}")
     size = model_cfg.get("input_size") or dm.image_size
+    size = net_data["image_size"] if size == "net" else size
     size = [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
     return {"channels": channels, "image_size": size, "mean": [float(m) for m in mean],
             "std": [float(s) for s in std]}
+
+
+def net_data_config(model_cfg: dict[str, Any], channels: int) -> dict[str, Any]:
+    """``model.normalize=net`` / ``model.input_size=net``: ask the net class (``data_config``) for mean/std/size."""
+    target = model_cfg["net"].get("_target_", "")
+    hook = getattr(get_class(target), "data_config", None) if target else None
+    if hook is None:
+        raise ConfigError(f"model.normalize=net or model.input_size=net, but net {target!r} has no own data config "
+                          "(only pretrained backbones such as model=vgg16 do); use dataset, none or explicit values")
+    return hook(model_cfg["net"], channels)
 
 
 def build_classifier(model_cfg: DictConfig, dm: VisionDataModule) -> ImageClassifier:
