@@ -167,8 +167,9 @@ def resume_run_dir(resume: str | None) -> Path | None:
         raise CheckpointError(f"resume={resume}: no such run directory. Pass the folder of the run to continue, "
                               "e.g. resume=outputs/train/runs/2026-01-01_12-00-00")
     if not resume_candidates(run_dir):
-        raise CheckpointError(f"resume={resume}: {run_dir}/checkpoints/last.ckpt does not exist (the run was "
-                              "stopped before its first checkpoint); start it again without resume=")
+        raise CheckpointError(f"resume={resume}: {run_dir}/checkpoints/last.ckpt does not exist: either this is not "
+                              "the run dir you meant (check the path: outputs/<task>/runs/<time>) or the run stopped "
+                              "before its first checkpoint (start it again without resume=)")
     return run_dir
 
 
@@ -188,7 +189,7 @@ def weights_are_finite(module: torch.nn.Module) -> bool:
 
 
 class FiniteModelCheckpoint(ModelCheckpoint):
-    """A ModelCheckpoint that refuses to overwrite a good checkpoint with NaN/inf weights.
+    """A ModelCheckpoint that refuses to overwrite a good checkpoint with NaN/inf weights, and saves atomically.
 
     When training diverges, ``last.ckpt``/``best.ckpt`` keep the last good weights and the run stops with
     :class:`~lit_vision.classifier.NonFiniteLossError` naming the step.
@@ -199,7 +200,12 @@ class FiniteModelCheckpoint(ModelCheckpoint):
             log.warning("not saving %s: the weights contain NaN/inf at global step %d (the previous checkpoint is "
                         "kept)", filepath, trainer.global_step)
             return
-        super()._save_checkpoint(trainer, filepath)
+        # write next to it, then rename: a kill (even SIGKILL) mid-write never leaves a truncated checkpoint
+        partial = f"{filepath}.partial"
+        super()._save_checkpoint(trainer, partial)
+        if trainer.is_global_zero and os.path.exists(partial):
+            os.replace(partial, filepath)
+        self._last_checkpoint_saved = filepath
 
 
 class LastCheckpoint(FiniteModelCheckpoint):
