@@ -14,7 +14,10 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
         raise ConfigError(f"data.val_fraction={val_fraction} must be strictly between 0 and 1")
     index = np.arange(len(labels))
     counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None
+    n_val = int(np.ceil(val_fraction * len(labels)))
+    classes = int((counts > 0).sum())
+    # stratifying needs 2+ rows per class and at least one row per class on each side (tiny datasets)
+    stratify = labels if counts[counts > 0].min() >= 2 and classes <= min(n_val, len(labels) - n_val) else None
     train_idx, val_idx = train_test_split(index, test_size=val_fraction, random_state=seed,
                                           shuffle=True, stratify=stratify)
     return np.sort(train_idx), np.sort(val_idx)
