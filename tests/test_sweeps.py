@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from lit_vision.config import PROJECT_ROOT
+from lit_vision.sweeps import cli as summary_cli
 from lit_vision.sweeps import job_failed, write_summary
 
 # one epoch of 3 digits batches, no plots: each job takes seconds
@@ -61,6 +62,8 @@ def test_summary_ranks_jobs_and_reports_errors(tmp_path):
     md = (sweep / "summary.md").read_text()
     assert "best test/acc: 0.9300" in md and "| 2 | 0.5 | failed |" in md
     assert (sweep / "summary.png").stat().st_size > 5_000
+    summary_cli([str(sweep), "val/acc"])  # python -m lit_vision.sweeps <dir> <metric>: rebuild, ranked by val/acc
+    assert "best val/acc: 0.9200" in (sweep / "summary.md").read_text()
 
 
 # --- the real CLI ---------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ def write_summary(sweep_dir: Path, metric: str, print_table: bool = True) -> dic
              f"{len(rows)} jobs, {len(ok)} ok, {len(rows) - len(ok)} failed or without {metric}", ""]
     if best:
         lines += [f"best {metric}: {best[metric]:.4f} (job {best['job']}: "
-                  + ", ".join(f"{k}={best[k]}" for k in keys) + ")", ""]
+                  + ", ".join(f"{k}={_fmt(best[k])}" for k in keys) + ")", ""]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n" + markdown_table(header, rows))
     plot = plot_summary(rows, keys, metric, sweep_dir / "summary.png")
     if print_table:
@@ -238,3 +238,20 @@ class SweepSummary(Callback):
             log.exception("could not write the sweep summary in %s", sweep_dir)
             return
         log.info("sweep summary: %s/summary.{csv,md,png} (%d jobs)", sweep_dir, len(written["rows"]))
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """``python -m lit_vision.sweeps <sweep dir> [metric]``: (re)write the summary of a finished or killed sweep."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lit_vision.sweeps", description=cli.__doc__)
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("metric", nargs="?", default="val/acc")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.error(f"{args.sweep_dir} is not a directory (expected outputs/<task>/multiruns/<time>)")
+    write_summary(args.sweep_dir, args.metric)
+
+
+if __name__ == "__main__":
+    cli()
