@@ -58,7 +58,8 @@ def test_submitit_local_sweep_then_requeue_resumes_in_same_dir(tmp_path: Path) -
     args = [sys.executable, "-m", "lit_vision.train", "-m", "hydra/launcher=submitit_local",
             "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}", f"paths.cache_dir={tmp_path / 'cache'}",
             "model=dense", "accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
-            "trainer.limit_val_batches=2", "model.optimizer.lr=0.001,0.003", *QUIET]
+            "trainer.limit_val_batches=2", "validate_best=false", "data.eval_batch_size=1024",
+            "model.optimizer.lr=0.001,0.003", *QUIET]
     res = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     lrs = {}

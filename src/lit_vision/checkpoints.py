@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import pickle
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -55,7 +54,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} holds Python objects that are not plain data, so it is not "
                               f"loaded (weights_only=True): {str(exc).splitlines()[0]}. Only load checkpoints "
                               "written by lit_vision; re-save it with plain hyperparameters.") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # truncated zip, text file, legacy pickle garbage …: all "damaged" to the user
         raise CheckpointError(f"checkpoint {path} is damaged or not a PyTorch checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Use another checkpoint "
                               "of that run (best.ckpt / last.ckpt) or retrain.") from exc

@@ -84,8 +84,10 @@ def _decode_or_reason(args: tuple[Path, int, tuple[int, int] | None]) -> np.ndar
     path, channels, size = args
     try:
         return decode_image(path, channels, size)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return (f"{type(exc).__name__}: over the {MAX_IMAGE_PIXELS:,}-pixel decompression-bomb guard ({exc}); "
+                "downscale the file, or raise lit_vision.data.image_folder.MAX_IMAGE_PIXELS if you trust it")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return f"{type(exc).__name__}: {exc}"
 
 
