@@ -95,3 +95,11 @@ def test_every_preset_runs_fast_dev_run_on_synthetic_data(make_cfg, synthetic_ro
     expected = 2 * 3 if data == "fer_happy_sad" else 30
     assert sum(record["support"].values()) == expected
     assert record["class_names"] == (["sad", "happy"] if data == "fer_happy_sad" else record["class_names"])
+
+
+def test_fer_custom_cnn_with_class_weights_instead_of_balancing(make_cfg, synthetic_roots):
+    cfg = make_cfg("experiment=fer_custom_cnn", "data=fer_happy_sad_weighted",
+                   f"data.root={synthetic_roots['fer_happy_sad']}", *FAST)
+    assert cfg.data.mapping.balance is False and cfg.data.class_weighting is True
+    record = run(cfg)
+    assert sum(record["support"].values()) == 6  # the whole synthetic happy + sad test set (3 + 3)
