@@ -48,7 +48,10 @@ def compose_config(overrides: list[str], run_dir: Path, config_name: str = "trai
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     def factory(*overrides: str, config_name: str = "train") -> DictConfig:
-        return compose_config(list(overrides), tmp_path / "run", config_name)
+        overrides_ = list(overrides)
+        if config_name == "train" and not any(o.startswith("report.plots=") for o in overrides_):
+            overrides_.append("report.plots=false")  # plots cost seconds per run; tests/test_plots.py turns them on
+        return compose_config(overrides_, tmp_path / "run", config_name)
     return factory
 
 

@@ -16,7 +16,7 @@ from lit_vision.reporting import write_history
 from lit_vision.train import run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-QUIET = ["accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary"]
+QUIET = ["accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary", "report.plots=true"]
 
 
 def assert_png(path: Path) -> None:
@@ -107,6 +107,7 @@ def test_binary_run_plots_precision_recall_and_tensorboard(make_cfg, cifar_folde
 
 
 def test_plots_can_be_switched_off(make_cfg):
-    cfg = make_cfg(*QUIET, "trainer.fast_dev_run=true", "report.plots=false")
+    cfg = make_cfg("accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary",
+                   "trainer.fast_dev_run=true", "report.plots=false")
     run(cfg)
     assert not (Path(cfg.paths.output_dir) / "plots").exists()
