@@ -233,9 +233,7 @@ def write_run_plots(out: Path, model: Any, dm: Any, misclassified: int = 10) -> 
     test_set = getattr(dm, "test_set", None)
     figures = run_figures(read_history(out / "history.csv"), getattr(model, "test_outputs", {}) or {},
                           dm.class_names, test_set.images if test_set is not None else None, misclassified)
-    trainer = getattr(model, "_trainer", None)
-    loggers = trainer.loggers if trainer is not None else []
-    step = trainer.global_step if trainer is not None else 0
-    paths = save_figures(figures, out / "plots", loggers, step)
+    # LightningModule.loggers / global_step: [] and 0 when no trainer is attached
+    paths = save_figures(figures, out / "plots", getattr(model, "loggers", []), getattr(model, "global_step", 0))
     log.info("plots: %s", ", ".join(p.name for p in paths))
     return paths
