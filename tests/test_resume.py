@@ -115,3 +115,38 @@ def test_resume_in_process_finishes_remaining_epochs(make_cfg) -> None:
 
 def test_fast_dev_run_ignores_no_checkpoint(make_cfg) -> None:
     assert run(make_cfg(*FAST))["resumed_from"] is None
+
+
+class _FakeTrainer:
+    """Just what FiniteModelCheckpoint._save_checkpoint touches."""
+
+    is_global_zero = True
+    global_step = 3
+    loggers: list = []
+
+    def __init__(self, module: torch.nn.Module, crash: bool = False) -> None:
+        self.lightning_module = module
+        self.crash = crash
+
+    def save_checkpoint(self, path: str, weights_only: bool = False) -> None:
+        Path(path).write_bytes(b"half a checkpoint")
+        if self.crash:
+            raise KeyboardInterrupt("killed while saving")
+
+
+def test_checkpoint_writes_are_atomic_and_never_nan(tmp_path: Path) -> None:
+    from lit_vision.checkpoints import FiniteModelCheckpoint
+
+    good = tmp_path / "last.ckpt"
+    good.write_bytes(b"GOOD")
+    cb = FiniteModelCheckpoint(dirpath=tmp_path, filename="last")
+    with pytest.raises(KeyboardInterrupt):  # killed mid-write: the previous file is intact
+        cb._save_checkpoint(_FakeTrainer(torch.nn.Linear(2, 2), crash=True), str(good))
+    assert good.read_bytes() == b"GOOD"
+    poisoned = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        poisoned.weight[0, 0] = float("nan")
+    cb._save_checkpoint(_FakeTrainer(poisoned), str(good))  # NaN weights: refused
+    assert good.read_bytes() == b"GOOD"
+    cb._save_checkpoint(_FakeTrainer(torch.nn.Linear(2, 2)), str(good))  # finite: written (atomically)
+    assert good.read_bytes() == b"half a checkpoint" and not list(tmp_path.glob("*.partial"))
