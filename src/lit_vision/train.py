@@ -51,8 +51,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     out = output_dir(cfg)
-    resume_run_dir(cfg.get("resume"))  # resume=<run dir> is this run dir (conf/hydra/default.yaml); check it
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path") or ("last" if cfg.get("resume") else None), out)
+    # resume=<run dir> is also this run's dir (conf/hydra/default.yaml) unless hydra.run.dir says otherwise
+    resumed = resume_run_dir(cfg.get("resume"))
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path") or ("last" if resumed else None), resumed or out)
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
