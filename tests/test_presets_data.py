@@ -22,6 +22,7 @@ PARAMS = {
     "mnist_dense_mse": (1, 28, 10, 235_146),   # the notebook's architecture cell is missing: 784-256-128-10
     "mnist_cnn": (1, 28, 10, 34_826),          # notebook 003 summary
     "fer_custom_cnn": (3, 48, 2, 75_761),      # notebook 004 summary, one sigmoid output
+    "fer_custom_cnn_aug": (3, 48, 2, 75_761),  # the same net with flips and crops
 }
 
 
