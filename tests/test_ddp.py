@@ -86,6 +86,7 @@ def test_fp16_on_cpu_is_a_config_error(make_cfg) -> None:
         validate_config(cfg)
 
 
+@pytest.mark.slow
 def test_fp16_on_cpu_cli_exits_2_without_traceback(tmp_path: Path) -> None:
     res = cli(["trainer.precision=16-mixed", "accelerator=cpu", f"hydra.run.dir={tmp_path / 'run'}"], timeout=120)
     assert res.returncode == 2
