@@ -45,3 +45,21 @@ def test_fast_dev_run_without_checkpoint_still_tests(make_cfg):
     cfg = make_cfg(*FAST)
     record = run(cfg)
     assert "test/acc" in record and record["best_checkpoint"] is None
+
+
+def test_checkpoint_hparams_are_plain_and_load_weights_only(make_cfg):
+    import torch
+
+    cfg = make_cfg("trainer.max_epochs=1", "accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary",
+                   "report.plots=false")
+    record = run(cfg)
+    ckpt = torch.load(record["best_checkpoint"], map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["class_names"] == [str(i) for i in range(10)]
+    assert hp["input_spec"]["image_size"] == [8, 8] and len(hp["input_spec"]["mean"]) == 1
+
+    def plain(v):
+        return v is None or isinstance(v, (str, int, float, bool)) or (
+            isinstance(v, (list, tuple)) and all(plain(x) for x in v)) or (
+            isinstance(v, dict) and all(isinstance(k, str) and plain(x) for k, x in v.items()))
+    assert plain(hp)
