@@ -40,7 +40,8 @@ def test_run_figures_binary_and_multiclass(tmp_path, k):
                 "val/acc": 0.45 + e / 10, "lr-Adam": 1e-3 / (e + 1)} for e in range(3)]
     names = [f"c{i}" for i in range(k)]
     figures = plots.run_figures(history, {"probs": probs, "targets": targets}, names, images, misclassified=6)
-    expected = {"learning_curves", "confusion_matrix", "roc", "misclassified"} | ({"precision_recall"} if k == 2 else set())
+    expected = {"learning_curves", "confusion_matrix", "roc", "misclassified"}
+    expected |= {"precision_recall"} if k == 2 else set()
     assert set(figures) == expected
     paths = plots.save_figures(figures, tmp_path / "plots")
     assert {p.stem for p in paths} == expected

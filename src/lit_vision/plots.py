@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torchmetrics.functional.classification import (  # noqa: E402
     binary_auroc, binary_average_precision, binary_precision_recall_curve, binary_roc, multiclass_auroc,
     multiclass_confusion_matrix, multiclass_roc,
@@ -75,6 +76,8 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]]) -> Figure | Non
         ax.set(title="learning rate", xlabel="epoch")
         ax.grid(alpha=0.3)
         ax.legend()
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
     return fig
 
