@@ -104,7 +104,9 @@ def class_means(arrays: ImageArrays, chunk: int = 8192) -> np.ndarray:
     sums = np.zeros((k, *arrays.images.shape[1:]))
     for start in range(0, len(arrays), chunk):
         x = np.asarray(arrays.images[start:start + chunk], dtype=np.float64)
-        np.add.at(sums, arrays.labels[start:start + chunk], x)
+        y = arrays.labels[start:start + chunk]
+        for label in np.unique(y):
+            sums[label] += x[y == label].sum(axis=0)
     counts = np.bincount(arrays.labels, minlength=k).reshape(-1, 1, 1, 1)
     return sums / np.maximum(counts, 1)
 
