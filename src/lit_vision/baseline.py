@@ -1,0 +1,116 @@
+"""``python -m lit_vision.baseline``: notebook 000's classical baselines, PCA(n) + RandomForest / QDA.
+
+Examples::
+
+    python -m lit_vision.baseline baseline_preset=horse_pca_rf data.root=../shared/datasets/cifar10-jpeg
+    python -m lit_vision.baseline baseline_preset=horse_pca_qda data.root=../shared/datasets/cifar10-jpeg
+    python -m lit_vision.baseline data=digits baseline.classifier=qda baseline.pca_components=20
+
+Pixels are flattened and min-max scaled (fitted on train), projected on the first n principal components of
+train, and classified; val and test are scored with the same metrics and report files as a neural run.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from lit_vision import scoring
+from lit_vision.builders import build_datamodule
+from lit_vision.config import CONF_DIR
+from lit_vision.errors import ConfigError, LitVisionError
+
+log = logging.getLogger("lit_vision.baseline")
+
+CLASSIFIERS = ("rf", "qda")
+
+
+def make_pipeline(classifier: str, pca_components: int | None, params: Mapping[str, Any], seed: int) -> Any:
+    """MinMaxScaler → PCA(n) → RandomForest / QDA as one scikit-learn pipeline."""
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline as sk_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    if classifier not in CLASSIFIERS:
+        raise ConfigError(f"baseline.classifier={classifier!r} is not one of {list(CLASSIFIERS)}")
+    if pca_components is not None and (not isinstance(pca_components, int) or pca_components < 1):
+        raise ConfigError(f"baseline.pca_components={pca_components!r} must be a positive integer or null")
+    params = dict(params)
+    if classifier == "rf":
+        params.setdefault("random_state", seed)
+        clf = RandomForestClassifier(**params)
+    else:
+        clf = QuadraticDiscriminantAnalysis(**params)
+    steps = [MinMaxScaler()]
+    if pca_components:
+        steps.append(PCA(n_components=pca_components, random_state=seed))
+    return sk_pipeline(*steps, clf)
+
+
+def flatten(images: np.ndarray) -> np.ndarray:
+    return np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    out = Path(cfg.paths.output_dir)
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    opts = OmegaConf.to_container(cfg.baseline, resolve=True)
+    train = dm.train_set
+    index = np.arange(len(train))
+    if opts.get("max_train") and opts["max_train"] < len(train):
+        index = np.sort(np.random.default_rng(int(cfg.seed)).choice(len(train), int(opts["max_train"]), replace=False))
+    x_train = flatten(train.images[index])
+    n = opts.get("pca_components")
+    if n:
+        n = min(int(n), x_train.shape[0], x_train.shape[1])
+    pipe = make_pipeline(str(opts["classifier"]), n, opts.get("params") or {}, int(cfg.seed))
+    log.info("fitting %s on %s features of %d images", pipe, x_train.shape[1], len(x_train))
+    pipe.fit(x_train, train.labels[index])
+    splits = {name: arrays for name, arrays in (("val", dm.val_set), ("test", dm.test_set)) if arrays is not None}
+    probs = {name: _full_probs(pipe, flatten(a.images), dm.num_classes) for name, a in splits.items()}
+    record = scoring.build_record({k: (probs[k], splits[k].labels) for k in probs}, dm.class_names, extra={
+        "model": f"pca{n or ''}+{opts['classifier']}", "pca_components": n, "classifier": opts["classifier"],
+        "train_images": int(len(index)), "data": dm.describe()})
+    title = f"{dm.name}: PCA({n}) + {opts['classifier'].upper()}"
+    if "test" in probs:
+        scoring.write_report(out, record, probs["test"], splits["test"].labels, dm.class_names,
+                             splits["test"].sources, title)
+    else:
+        scoring.reporting.write_json(out / "metrics.json", record)
+    return record
+
+
+def _full_probs(pipe: Any, x: np.ndarray, num_classes: int) -> np.ndarray:
+    """predict_proba with one column per class, even when a class was absent from train."""
+    p = pipe.predict_proba(x)
+    full = np.zeros((len(x), num_classes), dtype=np.float64)
+    full[:, pipe.classes_.astype(int)] = p
+    return np.nan_to_num(full, nan=1.0 / num_classes)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="baseline")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        record = run(cfg)
+    except LitVisionError as exc:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
+            log.error("%s", exc)
+            sys.exit(2)
+        raise
+    return record.get(cfg.get("optimized_metric") or "", None)  # for sweeps
+
+
+if __name__ == "__main__":
+    main()

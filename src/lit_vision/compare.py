@@ -1,0 +1,153 @@
+"""``python -m lit_vision.compare <run dirs or globs>``: one side-by-side table of finished runs.
+
+Examples::
+
+    python -m lit_vision.compare outputs/fer_custom_cnn/runs/<time> outputs/fer_custom_xgb/runs/<time> \\
+        outputs/fer_vgg16/runs/<time> --ensemble --out outputs/compare/notebook004
+    python -m lit_vision.compare 'outputs/horse_*/runs/*'
+
+Reads each run's ``metrics.json`` (neural, XGBoost and baseline runs all write one) and prints model, val and
+test accuracy, precision, recall, F1, AUROC and TP/FP/FN/TN; writes ``<out>.csv`` and ``<out>.md``.
+``--ensemble`` adds mean-probability and majority-vote rows computed from the runs' ``predictions.csv`` (the runs
+must share one test set, i.e. the same data config and seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from lit_vision.config import PROJECT_ROOT
+from lit_vision.errors import LitVisionError
+from lit_vision.predict import majority_vote, run_name
+from lit_vision.scoring import build_record
+
+COLUMNS = ["model", "run", "val/acc", "test/acc", "test/precision", "test/recall", "test/f1", "test/auroc",
+           "test/loss", "TP", "FP", "FN", "TN"]
+
+
+def find_runs(items: Sequence[str]) -> list[Path]:
+    """Run dirs (holding ``metrics.json``) from paths and globs, in the given order, without duplicates."""
+    runs: list[Path] = []
+    for item in items:
+        matches = [Path(m) for m in sorted(glob.glob(item))] or [Path(item)]
+        for path in matches:
+            path = path.parent if path.name == "metrics.json" else path
+            if not (path / "metrics.json").is_file():
+                if len(matches) == 1:
+                    raise LitVisionError(f"{item}: no metrics.json in {path} (pass finished run directories, "
+                                         "e.g. outputs/<task>/runs/<time>)")
+                continue
+            runs.append(path.resolve())
+    return list(dict.fromkeys(runs))
+
+
+def row_for(record: dict[str, Any], name: str, run: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"model": name, "run": run}
+    for key in COLUMNS[2:9]:
+        row[key] = record.get(key)
+    counts = record.get("counts") or {}
+    for key in ("TP", "FP", "FN", "TN"):
+        row[key] = counts.get(key.lower())
+    return row
+
+
+def read_predictions(run: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(sources, targets, probabilities) of a run's ``predictions.csv``."""
+    with open(run / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise LitVisionError(f"{run}/predictions.csv is empty")
+    pcols = [c for c in rows[0] if c.startswith("p_")]
+    return ([r["source"] or r["index"] for r in rows], np.array([int(r["target"]) for r in rows]),
+            np.array([[float(r[c]) for c in pcols] for r in rows]))
+
+
+def ensemble_rows(runs: Sequence[Path], class_names: list[str]) -> list[dict[str, Any]]:
+    preds = [read_predictions(r) for r in runs]
+    sources, targets, _ = preds[0]
+    for run, (src, tgt, _) in zip(runs[1:], preds[1:]):
+        if src != sources or not np.array_equal(tgt, targets):
+            raise LitVisionError(f"--ensemble: {run} was tested on other images than {runs[0]}; ensembles need "
+                                 "runs on the same data config and seed")
+    stack = np.stack([p for _, _, p in preds])
+    rows = []
+    for name, probs in (("ensemble: mean probability", stack.mean(axis=0)),
+                        ("ensemble: majority vote", majority_vote(stack))):
+        probs = probs / probs.sum(axis=1, keepdims=True)
+        record = build_record({"test": (probs, targets)}, class_names)
+        rows.append(row_for(record, name, f"{len(runs)} runs"))
+    return rows
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def write_tables(rows: Sequence[dict[str, Any]], out: Path) -> tuple[Path, Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out.with_suffix(".csv"), out.with_suffix(".md")
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows({k: fmt(r.get(k)) for k in COLUMNS} for r in rows)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(fmt(r.get(k)) for k in COLUMNS) + " |" for r in rows]
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def compare(items: Sequence[str], out: Path, ensemble: bool = False) -> list[dict[str, Any]]:
+    runs = find_runs(items)
+    if not runs:
+        raise LitVisionError("no finished runs (metrics.json) found in " + ", ".join(items))
+    records = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    rows = [row_for(rec, run_name(r), r.name) for rec, r in zip(records, runs)]
+    if ensemble:
+        names = records[0].get("class_names")
+        if any(rec.get("class_names") != names for rec in records):
+            raise LitVisionError("--ensemble needs runs with the same classes")
+        rows += ensemble_rows(runs, list(names))
+    table = Table(title="comparison (test split unless marked val)")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("model", "run") else "right")
+    for r in rows:
+        table.add_row(*(fmt(r.get(k)) for k in COLUMNS))
+    console = Console()
+    console.print(table)
+    csv_path, md_path = write_tables(rows, out)
+    console.print(f"written {csv_path} and {md_path}")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    ap = argparse.ArgumentParser(prog="python -m lit_vision.compare", description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="run directories or globs (quote globs)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output path without suffix (default outputs/compare/compare_<time>)")
+    ap.add_argument("--ensemble", action="store_true", help="add mean-probability and majority-vote rows")
+    args = ap.parse_args(argv)
+    out = args.out or PROJECT_ROOT / "outputs" / "compare" / f"compare_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    try:
+        return compare(args.runs, out, args.ensemble)
+    except LitVisionError as exc:
+        Console().print(f"[red]error:[/red] {exc}")
+        raise SystemExit(2) from exc
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,47 @@
+"""Notebook 000's classical baselines: PCA + RandomForest / QDA with the neural report format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_config
+from lit_vision.baseline import make_pipeline, run
+from lit_vision.errors import ConfigError
+from model_runs import pets_overrides, pets_root  # noqa: F401 - fixture
+
+
+@pytest.mark.parametrize("classifier", ["rf", "qda"])
+def test_baseline_reports_like_a_neural_run(tmp_path: Path, pets_root: Path, classifier: str):
+    out = tmp_path / "run"
+    cfg = compose_config([*pets_overrides(pets_root), f"baseline.classifier={classifier}",
+                          "baseline.pca_components=5"], out, "baseline")
+    record = run(cfg)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["model"] == f"pca5+{classifier}" and saved["pca_components"] == 5
+    for key in ("val/acc", "test/acc", "test/precision", "test/recall", "test/f1", "test/auroc", "test/loss"):
+        assert 0.0 <= saved[key] <= (1.0 if key != "test/loss" else 100.0), key
+    assert sum(saved["counts"].values()) == 10
+    assert record["test/acc"] >= 0.8  # the first principal component is the brightness that separates the classes
+    assert (out / "predictions.csv").read_text().count("\n") == 11
+
+
+def test_pca_is_capped_by_the_training_set(tmp_path: Path, pets_root: Path):
+    cfg = compose_config([*pets_overrides(pets_root), "baseline.classifier=qda", "baseline.pca_components=500",
+                          "baseline.max_train=12"], tmp_path / "run", "baseline")
+    record = run(cfg)
+    assert record["pca_components"] == 12 and record["train_images"] == 12
+
+
+def test_bad_classifier_name():
+    with pytest.raises(ConfigError, match="baseline.classifier"):
+        make_pipeline("svm", 5, {}, 0)
+
+
+@pytest.mark.parametrize("preset,classifier", [("horse_pca_rf", "rf"), ("horse_pca_qda", "qda")])
+def test_notebook_presets(tmp_path: Path, preset: str, classifier: str):
+    cfg = compose_config([f"baseline_preset={preset}"], tmp_path / "run", "baseline")
+    assert cfg.data.name == "cifar_horse" and cfg.baseline.classifier == classifier
+    assert cfg.baseline.pca_components == 500 and cfg.task_name == preset

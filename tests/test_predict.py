@@ -1,0 +1,71 @@
+"""python -m lit_vision.predict: several models, folders/globs, true labels, ensembles, unreadable files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lit_vision.predict import load_predictor, main, majority_vote
+from model_runs import cnn_run, pets_root, xgb_run  # noqa: F401 - fixtures
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predictions_match_the_training_pipeline(cnn_run: Path):
+    """Preprocessing is the training one: probabilities on the test files equal the run's predictions.csv."""
+    pred = load_predictor(str(cnn_run))
+    rows = read_csv(cnn_run / "predictions.csv")
+    from lit_vision.predict import decode_for
+
+    paths = [Path(r["source"]) for r in rows]
+    images, ok = decode_for(paths, pred.channels, pred.image_size, {})
+    assert len(ok) == len(rows)
+    probs = pred.predict(images)
+    expected = np.array([[float(r["p_cat"]), float(r["p_dog"])] for r in rows])
+    assert np.allclose(probs, expected, atol=1e-4)
+
+
+def test_predict_several_models_with_ensembles(cnn_run: Path, xgb_run: Path, pets_root: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    out = tmp_path / "table.csv"
+    res = main(["-m", str(cnn_run / "checkpoints" / "best.ckpt"), "-m", str(xgb_run),
+                str(pets_root / "test" / "cat"), str(pets_root / "test" / "dog" / "*.png"), str(broken),
+                str(tmp_path / "nothing*.jpg"), "--csv", str(out)])
+    printed = capsys.readouterr().out
+    rows = read_csv(out)
+    assert len(rows) == 11  # 10 test images + the broken file
+    bad = [r for r in rows if r["error"]]
+    assert [Path(r["image"]).name for r in bad] == ["broken.jpg"] and "broken.jpg" in printed
+    assert "nothing*.jpg" in printed  # the empty glob is reported too
+    good = [r for r in rows if not r["error"]]
+    assert {r["true"] for r in good} == {"cat", "dog"}
+    names = ["pets_cnn", "pets_xgb", "ensemble:mean", "ensemble:majority"]
+    for name in names:
+        assert f"{name}:pred" in rows[0], name
+    for r in good:
+        mean_dog = np.mean([float(r["pets_cnn:p_dog"]), float(r["pets_xgb:p_dog"])])
+        assert float(r["ensemble:mean:p_dog"]) == pytest.approx(mean_dog, abs=1e-5)
+        if r["pets_cnn:pred"] == r["pets_xgb:pred"]:
+            assert r["ensemble:majority:pred"] == r["pets_cnn:pred"]
+    assert set(res.probs) == set(names)
+    assert "accuracy on the 10 labelled images" in printed
+
+
+def test_bad_model_path_is_a_clear_error(tmp_path: Path, pets_root: Path):
+    with pytest.raises(SystemExit):
+        main(["-m", str(tmp_path / "missing.ckpt"), str(pets_root / "test")])
+
+
+def test_majority_vote_breaks_ties_by_mean_probability():
+    stack = np.array([[[0.9, 0.1]], [[0.4, 0.6]]])  # one vote each; mean favours class 0
+    assert majority_vote(stack)[0].argmax() == 0
+    stack = np.array([[[0.9, 0.1]], [[0.4, 0.6]], [[0.3, 0.7]]])  # two votes for class 1
+    assert majority_vote(stack)[0].argmax() == 1
