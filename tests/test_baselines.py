@@ -29,7 +29,7 @@ def test_baseline_reports_like_a_neural_run(tmp_path: Path, pets_root: Path, cla
 
 
 def test_pca_is_capped_by_the_training_set(tmp_path: Path, pets_root: Path):
-    cfg = compose_config([*pets_overrides(pets_root), "baseline.classifier=qda", "baseline.pca_components=500",
+    cfg = compose_config([*pets_overrides(pets_root), "baseline.classifier=rf", "baseline.pca_components=500",
                           "baseline.max_train=12"], tmp_path / "run", "baseline")
     record = run(cfg)
     assert record["pca_components"] == 12 and record["train_images"] == 12

@@ -19,6 +19,8 @@ def test_compare_table_and_ensemble(cnn_run: Path, xgb_run: Path, tmp_path: Path
     rows = main([str(cnn_run), str(xgb_run.parent / "*"), "--ensemble", "--out", str(out)])
     assert [r["model"] for r in rows] == ["pets_cnn", "pets_xgb", "ensemble: mean probability",
                                           "ensemble: majority vote"]
+    source = main([str(xgb_run / "source_model"), "--out", str(out.parent / "source")])
+    assert source[0]["model"] == "pets_cnn" and source[0]["test/acc"] == pytest.approx(rows[0]["test/acc"], abs=1e-6)
     neural = json.loads((cnn_run / "metrics.json").read_text())
     assert rows[0]["test/acc"] == neural["test/acc"] and rows[0]["TP"] == neural["counts"]["tp"]
     for r in rows:

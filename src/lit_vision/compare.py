@@ -52,6 +52,14 @@ def find_runs(items: Sequence[str]) -> list[Path]:
     return list(dict.fromkeys(runs))
 
 
+def display_name(run: Path, record: dict[str, Any]) -> str:
+    """The task name; an XGBoost run's ``source_model/`` report is named after the network's own run."""
+    if run.name == "source_model" and record.get("checkpoint"):
+        ckpt = Path(record["checkpoint"])
+        return run_name(ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent)
+    return run_name(run)
+
+
 def row_for(record: dict[str, Any], name: str, run: str) -> dict[str, Any]:
     row: dict[str, Any] = {"model": name, "run": run}
     for key in COLUMNS[2:9]:
@@ -116,7 +124,7 @@ def compare(items: Sequence[str], out: Path, ensemble: bool = False) -> list[dic
     if not runs:
         raise LitVisionError("no finished runs (metrics.json) found in " + ", ".join(items))
     records = [json.loads((r / "metrics.json").read_text()) for r in runs]
-    rows = [row_for(rec, run_name(r), r.name) for rec, r in zip(records, runs)]
+    rows = [row_for(rec, display_name(r, rec), r.name) for rec, r in zip(records, runs)]
     if ensemble:
         names = records[0].get("class_names")
         if any(rec.get("class_names") != names for rec in records):

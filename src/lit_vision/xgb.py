@@ -97,6 +97,8 @@ def load_booster(run_dir: str | Path) -> tuple[Any, dict[str, Any]]:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Embed train/val/test with the checkpoint, fit XGBoost with early stopping on val, test and report."""
+    from lit_vision.predict import run_name
+
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = Path(str(cfg.ckpt_path)).expanduser().resolve()
@@ -131,7 +133,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         scoring.write_report(out / "source_model", source, both["test"][1], labels["test"], dm.class_names,
                              dm.test_set.sources, title=f"{dm.name}: source network {ckpt.name}")
         scoring.write_report(out, record, probs["test"], labels["test"], dm.class_names, dm.test_set.sources,
-                             title=f"{dm.name}: XGBoost on {ckpt.parent.parent.name} embeddings")
+                             title=f"{dm.name}: XGBoost on {run_name(ckpt.parent.parent)} embeddings")
     else:
         scoring.reporting.write_json(out / "metrics.json", record)
     log.info("artifacts written to %s", out)
