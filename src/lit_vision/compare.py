@@ -135,7 +135,7 @@ def compare(items: Sequence[str], out: Path, ensemble: bool = False) -> list[dic
         table.add_column(col, justify="left" if col in ("model", "run") else "right")
     for r in rows:
         table.add_row(*(fmt(r.get(k)) for k in COLUMNS))
-    console = Console()
+    console = Console(width=max(Console().width, 170))  # wide enough for every column even when piped
     console.print(table)
     csv_path, md_path = write_tables(rows, out)
     console.print(f"written {csv_path} and {md_path}")
