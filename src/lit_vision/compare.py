@@ -94,7 +94,10 @@ def ensemble_rows(runs: Sequence[Path], class_names: list[str]) -> list[dict[str
                         ("ensemble: majority vote", majority_vote(stack))):
         probs = probs / probs.sum(axis=1, keepdims=True)
         record = build_record({"test": (probs, targets)}, class_names)
-        rows.append(row_for(record, name, f"{len(runs)} runs"))
+        row = row_for(record, name, f"{len(runs)} runs")
+        if "majority" in name:
+            row["test/loss"] = None  # vote shares are not probabilities: no meaningful log loss
+        rows.append(row)
     return rows
 
 
