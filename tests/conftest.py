@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from lit_vision.config import CONF_DIR  # noqa: E402
 from synthetic import write_cifar_batches, write_cifar_folders  # noqa: E402
+from synthetic_sources import FER_CLASSES, write_fer_folders, write_torchvision_idx  # noqa: E402
 
 SHARED_DATASETS = Path(os.environ.get("LIT_VISION_SHARED_DATASETS",
                                       Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -70,3 +71,15 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def synthetic_roots(tmp_path_factory: pytest.TempPathFactory, cifar_folders: Path) -> dict[str, Path]:
+    """A small synthetic ``data.root`` for every data config name (keys: ``cfg.data.name``)."""
+    idx = tmp_path_factory.mktemp("idx")
+    write_torchvision_idx(idx, "MNIST")
+    write_torchvision_idx(idx, "FashionMNIST")
+    fer = write_fer_folders(tmp_path_factory.mktemp("fer"), train={c: 10 for c in FER_CLASSES},
+                            test={c: 3 for c in FER_CLASSES})
+    return {"mnist": idx, "fashion_mnist": idx, "fer2013": fer, "fer_happy_sad": fer,
+            "fer_happy_sad_weighted": fer, "cifar10": cifar_folders, "cifar_horse": cifar_folders}

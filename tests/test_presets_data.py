@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 from conftest import FAST
 from lit_vision.classifier import num_outputs_for
 from lit_vision.train import run
-from synthetic_sources import FER_CLASSES, write_fer_folders, write_torchvision_idx
 
 # preset → (in_chans, image size, classes, trainable parameters)
 PARAMS = {
@@ -74,28 +73,6 @@ def test_fashion_cnn_final_is_dropout_02_with_batchnorm(make_cfg):
     cfg = make_cfg("experiment=fashion_cnn_final")
     assert cfg.model.dropout == 0.2 and cfg.model.batchnorm is True
     assert cfg.model.optimizer.lr == 1e-3 and cfg.data.batch_size == 32 and cfg.trainer.max_epochs == 10
-
-
-@pytest.fixture(scope="module")
-def synthetic_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    idx = tmp_path_factory.mktemp("idx")
-    write_torchvision_idx(idx, "MNIST")
-    write_torchvision_idx(idx, "FashionMNIST")
-    fer = write_fer_folders(tmp_path_factory.mktemp("fer"), train={c: 10 for c in FER_CLASSES},
-                            test={c: 3 for c in FER_CLASSES})
-    return {"mnist": idx, "fashion_mnist": idx, "fer_happy_sad": fer}
-
-
-@pytest.mark.parametrize("preset", list(PARAMS))
-def test_every_preset_runs_fast_dev_run_on_synthetic_data(make_cfg, synthetic_roots, preset):
-    data = make_cfg(f"experiment={preset}").data.name
-    extra = ["data.mapping.per_class={train:8,test:3}"] if data == "fer_happy_sad" else []
-    cfg = make_cfg(f"experiment={preset}", f"data.root={synthetic_roots[data]}", *extra, *FAST)
-    record = run(cfg)
-    assert 0.0 <= record["test/acc"] <= 1.0
-    expected = 2 * 3 if data == "fer_happy_sad" else 30
-    assert sum(record["support"].values()) == expected
-    assert record["class_names"] == (["sad", "happy"] if data == "fer_happy_sad" else record["class_names"])
 
 
 def test_fer_custom_cnn_with_class_weights_instead_of_balancing(make_cfg, synthetic_roots):
