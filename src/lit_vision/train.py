@@ -4,7 +4,7 @@ Examples::
 
     python -m lit_vision.train                                   # 8x8 digits, offline, ~1 minute on a CPU
     python -m lit_vision.train model=cnn data=cifar_horse data.root=../shared/datasets/cifar10-jpeg
-    python -m lit_vision.train experiment=cifar10_model_s trainer.precision=bf16-mixed
+    python -m lit_vision.train experiment=cifar10_model_s accelerator=cuda trainer.precision=bf16-mixed
     python -m lit_vision.train --help                            # config groups and options
 """
 
