@@ -13,20 +13,18 @@ train, and classified; val and test are scored with the same metrics and report 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import hydra
 import numpy as np
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lit_vision import scoring
 from lit_vision.builders import build_datamodule
+from lit_vision.cli import run_entry_point
 from lit_vision.config import CONF_DIR
-from lit_vision.errors import ConfigError, LitVisionError
+from lit_vision.errors import ConfigError
 
 log = logging.getLogger("lit_vision.baseline")
 
@@ -102,14 +100,7 @@ def _full_probs(pipe: Any, x: np.ndarray, num_classes: int) -> np.ndarray:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="baseline")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        record = run(cfg)
-    except LitVisionError as exc:
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
-            log.error("%s", exc)
-            sys.exit(2)
-        raise
-    return record.get(cfg.get("optimized_metric") or "", None)  # for sweeps
+    return run_entry_point(run, cfg)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,12 +27,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from lit_vision.builders import build_datamodule  # noqa: E402
+from lit_vision.cli import exit_on_user_error
 from lit_vision.config import CONF_DIR  # noqa: E402
 from lit_vision.data.arrays import ImageArrays  # noqa: E402
 from lit_vision.errors import LitVisionError  # noqa: E402
@@ -185,9 +184,7 @@ def main(cfg: DictConfig) -> None:
     try:
         inspect(cfg, Path(cfg.paths.output_dir))
     except LitVisionError as exc:
-        if HydraConfig.initialized():
-            log.error("%s", exc)
-            sys.exit(2)
+        exit_on_user_error(exc)
         raise
 
 

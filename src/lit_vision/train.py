@@ -11,24 +11,21 @@ Examples::
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lit_vision import plots, reporting, sweeps
 from lit_vision.builders import build_classifier, build_datamodule, build_trainer
 from lit_vision.class_report import classification_report, print_report
 from lit_vision.checkpoints import check_resume_checkpoint, resolve_ckpt_path, resume_run_dir
+from lit_vision.cli import exit_on_user_error
 from lit_vision.config import CONF_DIR, validate_config
 from lit_vision.distributed import check_launch, evaluation_trainer, quiet_non_zero_ranks
-from lit_vision.errors import ConfigError, LitVisionError
 
 log = logging.getLogger("lit_vision.train")
 
@@ -120,9 +117,7 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as exc:
         if sweeps.in_multirun():  # error.json + NaN: one failing job must not stop the sweep
             return sweeps.job_failed(output_dir(cfg), exc)
-        if isinstance(exc, LitVisionError) and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
-            log.error("%s", exc)  # the message names the culprit and the fix: no traceback wall
-            sys.exit(2 if isinstance(exc, ConfigError) else 1)
+        exit_on_user_error(exc)  # the message names the culprit and the fix: no traceback wall
         raise
     return optimized_value(cfg, record)
 

@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import hydra
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lit_vision import scoring
 from lit_vision.builders import build_datamodule
 from lit_vision.checkpoints import load_classifier
+from lit_vision.cli import run_entry_point
 from lit_vision.config import CONF_DIR
 from lit_vision.errors import ConfigError, LitVisionError
 
@@ -142,14 +140,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="xgb")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        record = run(cfg)
-    except LitVisionError as exc:
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
-            log.error("%s", exc)
-            sys.exit(2)
-        raise
-    return record.get(cfg.get("optimized_metric") or "", None)  # for sweeps
+    return run_entry_point(run, cfg)
 
 
 if __name__ == "__main__":
