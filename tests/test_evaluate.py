@@ -1,0 +1,30 @@
+"""Re-scoring a checkpoint reproduces the training run's test metrics; wrong data is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_config
+from lit_vision.errors import ConfigError
+from lit_vision.evaluate import run as evaluate
+from lit_vision.train import run as train
+
+
+def test_evaluate_matches_the_training_run(make_cfg, tmp_path, cifar_folders):
+    record = train(make_cfg("trainer.max_epochs=1", "accelerator=cpu", "~callbacks.progress_bar",
+                            "~callbacks.model_summary"))
+    cfg = compose_config([f"ckpt_path={record['best_checkpoint']}", "accelerator=cpu", "report.plots=false"],
+                         tmp_path / "eval", "evaluate")
+    again = evaluate(cfg)
+    for key in ("test/acc", "test/f1", "test/auroc", "val/acc"):
+        assert again[key] == pytest.approx(record[key], abs=1e-6), key
+    assert again["confusion_matrix"] == record["confusion_matrix"]
+    assert json.loads(Path(tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == again["test/acc"]
+
+    wrong = compose_config([f"ckpt_path={record['best_checkpoint']}", "accelerator=cpu", "data=cifar10",
+                            f"data.root={cifar_folders}"], tmp_path / "eval2", "evaluate")
+    with pytest.raises(ConfigError, match="trained on"):
+        evaluate(wrong)
