@@ -77,19 +77,24 @@ class VisionDataModule(L.LightningDataModule):
         self.seed = int(seed)
         self.augment = AugmentConfig(**dict(augment or {}))
         self.class_weighting = class_weighting
+        self._loaded: SourceSplits | None = None
         self.train_set: ImageArrays | None = None
         self.val_set: ImageArrays | None = None
         self.test_set: ImageArrays | None = None
 
     # --- loading -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Decode and cache once (rank 0); ``setup`` then memory-maps the cache on every rank."""
-        load_source(self.source, **self.source_kwargs)
+        """Decode and cache once (rank 0); ``setup`` then memory-maps the cache on every rank.
+
+        The loaded splits are kept so ``setup`` in the same process does not read the source a second time
+        (sources without a disk cache, such as torchvision's MNIST/CIFAR files, would otherwise be parsed twice)."""
+        self._loaded = load_source(self.source, **self.source_kwargs)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        splits: SourceSplits = load_source(self.source, **self.source_kwargs)
+        splits: SourceSplits = self._loaded or load_source(self.source, **self.source_kwargs)
+        self._loaded = None
         train = apply_mapping(splits.train, self.mapping, "train", self.seed)
         if splits.val is not None and self.use_source_val:
             val = apply_mapping(splits.val, self.mapping, "val", self.seed)
