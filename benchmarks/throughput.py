@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from lit_vision.builders import build_classifier
+from lit_vision.training.builders import build_classifier
 from lit_vision.config import CONF_DIR
 from lit_vision.data import ImageArrays, SourceSplits, VisionDataModule, register_source
 

@@ -16,6 +16,8 @@ from omegaconf import DictConfig, open_dict
 sys.path.insert(0, str(Path(__file__).parent))
 
 from lit_vision.config import CONF_DIR  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 from synthetic import write_cifar_batches, write_cifar_folders  # noqa: E402
 from synthetic_sources import FER_CLASSES, write_fer_folders, write_torchvision_idx  # noqa: E402
 

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from conftest import FAST
-from lit_vision.checkpoints import CheckpointError, load_classifier, read_checkpoint
-from lit_vision.classifier import ImageClassifier, NonFiniteLossError
+from lit_vision.training.checkpoints import CheckpointError, load_classifier, read_checkpoint
+from lit_vision.training.classifier import ImageClassifier, NonFiniteLossError
 from lit_vision.config import validate_config
 from lit_vision.data.image_folder import MAX_IMAGE_PIXELS, load_image_folders
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
@@ -183,7 +183,7 @@ def test_missing_checkpoint_file(tmp_path: Path) -> None:
 
 def test_checkpoint_of_another_model_is_refused_before_training(make_cfg, dense_ckpt: Path) -> None:
     cfg = make_cfg("model=cnn", f"ckpt_path={dense_ckpt}", *FAST)
-    with pytest.raises(CheckpointError, match="is from another model \\(net lit_vision.models.MLP") as err:
+    with pytest.raises(CheckpointError, match="is from another model \\(net mlp") as err:
         run(cfg)
     assert "shape mismatch" in str(err.value) or "missing" in str(err.value)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lit_vision.builders import build_datamodule
+from lit_vision.training.builders import build_datamodule
 from lit_vision.data.sources import load_source
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
 from synthetic_sources import FER_CLASSES, write_class_images, write_fer_folders, write_torchvision_idx

@@ -14,6 +14,7 @@ import torch
 from conftest import FAST
 from lit_vision.config import validate_config
 from lit_vision.errors import ConfigError
+from lit_vision.runner import execute
 from lit_vision.train import run
 from synthetic import write_image_folder
 
@@ -71,7 +72,7 @@ def test_ddp_inside_local_multirun_is_refused(make_cfg, monkeypatch) -> None:
 
     from hydra.types import RunMode
 
-    from lit_vision import distributed
+    from lit_vision.training import distributed
 
     cfg = make_cfg("trainer=ddp_cpu", "accelerator=cpu", *FAST)
     distributed.check_launch(cfg)  # a single run is fine
@@ -95,9 +96,12 @@ def test_deterministic_runs_are_identical(make_cfg, tmp_path: Path) -> None:
     args = ["trainer.deterministic=true", "model=dense", "accelerator=cpu", "trainer.max_epochs=1",
             "trainer.limit_train_batches=5", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
             "~callbacks.last_checkpoint", *QUIET]
-    first = run(make_cfg(*args))
-    second = run(make_cfg(*args))
-    assert first["test/loss"] == second["test/loss"] and first["val/loss"] == second["val/loss"]
+    records = []
+    for _ in range(2):  # through the runner, which seeds every command
+        cfg = make_cfg(*args)
+        execute(run, cfg)
+        records.append(json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text()))
+    assert records[0]["test/loss"] == records[1]["test/loss"] and records[0]["val/loss"] == records[1]["val/loss"]
 
 
 @pytest.mark.slow

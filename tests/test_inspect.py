@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lit_vision.config import PROJECT_ROOT
+from conftest import REPO_ROOT as PROJECT_ROOT
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.inspect import class_means, inspect, pixel_stats
 from synthetic_sources import write_torchvision_idx

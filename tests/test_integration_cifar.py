@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from lit_vision.config import PROJECT_ROOT
+from conftest import REPO_ROOT as PROJECT_ROOT
 from lit_vision.train import run
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lit_vision.builders import build_classifier, build_datamodule
+from lit_vision.training.builders import build_classifier, build_datamodule
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.data.mapping import (LabelMapping, apply_mapping, class_weights, one_vs_rest, select_classes,
                                      undersample)
@@ -115,7 +115,6 @@ def test_mapping_works_with_any_source_through_config(make_cfg):
     """digits (a 10-class source) → keep 7 and 3 (in that order), balanced, with names in the model."""
     cfg = make_cfg("data.mapping.classes=['7','3']", "data.mapping.balance=true", "model.loss=bce")
     dm = build_datamodule(cfg)
-    dm.setup("fit")
     assert dm.class_names == ["7", "3"]
     counts = dm.test_set.class_counts()
     assert counts["7"] == counts["3"] > 0
@@ -125,15 +124,13 @@ def test_mapping_works_with_any_source_through_config(make_cfg):
 
 
 def test_wrong_class_name_in_config_fails_before_training(make_cfg):
-    dm = build_datamodule(make_cfg("data.mapping.positive=eleven"))
     with pytest.raises(ConfigError, match="eleven"):
-        dm.setup("fit")
+        build_datamodule(make_cfg("data.mapping.positive=eleven"))
 
 
 def test_class_weighting_reaches_the_loss(make_cfg):
     cfg = make_cfg("data.mapping.positive='0'", "data.class_weighting=true")
     dm = build_datamodule(cfg)
-    dm.setup("fit")
     model = build_classifier(cfg.model, dm)
     weights = model.class_weight.tolist()
     assert weights[1] > 5 * weights[0]  # one digit vs nine others

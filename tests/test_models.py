@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra.utils import instantiate
+from lit_vision.models import create_net
 from omegaconf import OmegaConf
 
-from lit_vision.classifier import num_outputs_for
+from lit_vision.training.classifier import num_outputs_for
 
 
 def build_net(make_cfg, model: str, channels: int, size: int, num_classes: int, loss: str = "ce"):
     cfg = make_cfg(f"model={model}")
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
     net_cfg.update(in_chans=channels, input_size=[size, size], num_outputs=num_outputs_for(num_classes, loss))
-    return instantiate(net_cfg)
+    return create_net(net_cfg)
 
 
 def trainable(net: torch.nn.Module) -> int:

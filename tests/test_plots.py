@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import classification_report as sk_report
 
 from lit_vision import plots
-from lit_vision.class_report import classification_report
+from lit_vision.reporting import classification_report
 from lit_vision.reporting import write_history
 from lit_vision.train import run
 

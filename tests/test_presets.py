@@ -19,13 +19,13 @@ GROUPS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml") if not p.stem.
 def test_every_group_option_composes(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}")
     assert cfg.trainer._target_.endswith("Trainer")
-    assert cfg.data.source and cfg.model.net._target_
+    assert cfg.data.source and cfg.model.net.name
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}")
-    assert cfg.task_name and cfg.model.net._target_
+    assert cfg.task_name and cfg.model.net.name
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch.nn as nn
-from hydra.utils import instantiate
+from lit_vision.models import create_net
 from omegaconf import OmegaConf
 
 from conftest import FAST
-from lit_vision.classifier import num_outputs_for
+from lit_vision.training.classifier import num_outputs_for
 from lit_vision.train import run
 
 # preset → (in_chans, image size, classes, trainable parameters)
@@ -29,7 +29,7 @@ def build_net(cfg, in_chans: int, size: int, classes: int) -> nn.Module:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     net = dict(model["net"])
     net.update(in_chans=in_chans, input_size=[size, size], num_outputs=num_outputs_for(classes, model["loss"]))
-    return instantiate(net)
+    return create_net(net)
 
 
 def count(net: nn.Module) -> int:

@@ -9,8 +9,9 @@ import timm
 import torch
 
 from conftest import FAST
-from lit_vision.checkpoints import load_classifier
-from lit_vision.models.pretrained import TimmNet, WeightsError, export_backbone
+from lit_vision.training.checkpoints import load_classifier
+from lit_vision.export_backbone import export_backbone
+from lit_vision.models.timm_net import TimmNet, WeightsError
 from lit_vision.train import run
 from synthetic import write_image_folder
 

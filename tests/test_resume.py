@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import FAST
-from lit_vision.checkpoints import CheckpointError, resolve_ckpt_path
+from lit_vision.training.checkpoints import CheckpointError, resolve_ckpt_path
 from lit_vision.train import run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ class _FakeTrainer:
 
 
 def test_checkpoint_writes_are_atomic_and_never_nan(tmp_path: Path) -> None:
-    from lit_vision.checkpoints import FiniteModelCheckpoint
+    from lit_vision.training.checkpoints import FiniteModelCheckpoint
 
     good = tmp_path / "last.ckpt"
     good.write_bytes(b"GOOD")

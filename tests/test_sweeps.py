@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_vision.config import PROJECT_ROOT
-from lit_vision.sweeps import cli as summary_cli
-from lit_vision.sweeps import job_failed, write_summary
+from conftest import REPO_ROOT as PROJECT_ROOT
+from lit_vision.sweeps import main as summary_cli
+from lit_vision.runner import record_failure as job_failed
+from lit_vision.sweep_summary import write_summary
 
 # one epoch of 3 digits batches, no plots: each job takes seconds
 TINY = ["data=digits", "model=cnn", "accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=3",

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_config
-from lit_vision.checkpoints import load_classifier
+from lit_vision.training.checkpoints import load_classifier
 from lit_vision.errors import ConfigError
-from lit_vision.xgb import MODEL_FILE, load_booster, resolve_device, run
+from lit_vision.boosting import MODEL_FILE, load_booster, resolve_device
+from lit_vision.xgb import run
 from model_runs import cnn_run, pets_overrides, pets_root, xgb_run  # noqa: F401 - fixtures
 
 

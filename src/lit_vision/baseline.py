@@ -16,15 +16,13 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lit_vision import scoring
-from lit_vision.builders import build_datamodule
-from lit_vision.cli import run_entry_point
-from lit_vision.config import CONF_DIR
+from lit_vision import reporting
 from lit_vision.errors import ConfigError
+from lit_vision.runner import hydra_command
+from lit_vision.training.builders import build_datamodule
 
 log = logging.getLogger("lit_vision.baseline")
 
@@ -62,8 +60,6 @@ def flatten(images: np.ndarray) -> np.ndarray:
 def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     dm = build_datamodule(cfg)
-    dm.prepare_data()
-    dm.setup("fit")
     opts = OmegaConf.to_container(cfg.baseline, resolve=True)
     train = dm.train_set
     index = np.arange(len(train))
@@ -78,15 +74,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     pipe.fit(x_train, train.labels[index])
     splits = {name: arrays for name, arrays in (("val", dm.val_set), ("test", dm.test_set)) if arrays is not None}
     probs = {name: _full_probs(pipe, flatten(a.images), dm.num_classes) for name, a in splits.items()}
-    record = scoring.build_record({k: (probs[k], splits[k].labels) for k in probs}, dm.class_names, extra={
+    record = reporting.build_record({k: (probs[k], splits[k].labels) for k in probs}, dm.class_names, extra={
         "model": f"pca{n or ''}+{opts['classifier']}", "pca_components": n, "classifier": opts["classifier"],
         "train_images": int(len(index)), "data": dm.describe()})
     title = f"{dm.name}: PCA({n}) + {opts['classifier'].upper()}"
     if "test" in probs:
-        scoring.write_report(out, record, probs["test"], splits["test"].labels, dm.class_names,
+        reporting.write_report(out, record, probs["test"], splits["test"].labels, dm.class_names,
                              splits["test"].sources, title)
     else:
-        scoring.reporting.write_json(out / "metrics.json", record)
+        reporting.write_json(out / "metrics.json", record)
     return record
 
 
@@ -98,9 +94,7 @@ def _full_probs(pipe: Any, x: np.ndarray, num_classes: int) -> np.ndarray:
     return np.nan_to_num(full, nan=1.0 / num_classes)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="baseline")
-def main(cfg: DictConfig) -> float | None:
-    return run_entry_point(run, cfg)
+main = hydra_command("baseline", run)
 
 
 if __name__ == "__main__":

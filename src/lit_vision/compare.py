@@ -19,7 +19,6 @@ import csv
 import glob
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,10 +26,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from lit_vision.config import PROJECT_ROOT
+from lit_vision.ensembles import majority_vote, mean_probability
 from lit_vision.errors import LitVisionError
-from lit_vision.predict import majority_vote, run_name
-from lit_vision.scoring import build_record
+from lit_vision.runs import default_output, run_dir_of_checkpoint, run_name
 
 COLUMNS = ["model", "run", "val/acc", "test/acc", "test/precision", "test/recall", "test/f1", "test/auroc",
            "test/loss", "TP", "FP", "FN", "TN"]
@@ -55,8 +53,7 @@ def find_runs(items: Sequence[str]) -> list[Path]:
 def display_name(run: Path, record: dict[str, Any]) -> str:
     """The task name; an XGBoost run's ``source_model/`` report is named after the network's own run."""
     if run.name == "source_model" and record.get("checkpoint"):
-        ckpt = Path(record["checkpoint"])
-        return run_name(ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent)
+        return run_name(run_dir_of_checkpoint(Path(record["checkpoint"])))
     return run_name(run)
 
 
@@ -82,6 +79,8 @@ def read_predictions(run: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def ensemble_rows(runs: Sequence[Path], class_names: list[str]) -> list[dict[str, Any]]:
+    from lit_vision.reporting import build_record  # torch: only when ensembles are scored
+
     preds = [read_predictions(r) for r in runs]
     sources, targets, _ = preds[0]
     for run, (src, tgt, _) in zip(runs[1:], preds[1:]):
@@ -90,7 +89,7 @@ def ensemble_rows(runs: Sequence[Path], class_names: list[str]) -> list[dict[str
                                  "runs on the same data config and seed")
     stack = np.stack([p for _, _, p in preds])
     rows = []
-    for name, probs in (("ensemble: mean probability", stack.mean(axis=0)),
+    for name, probs in (("ensemble: mean probability", mean_probability(stack)),
                         ("ensemble: majority vote", majority_vote(stack))):
         probs = probs / probs.sum(axis=1, keepdims=True)
         record = build_record({"test": (probs, targets)}, class_names)
@@ -152,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                     help="output path without suffix (default outputs/compare/compare_<time>)")
     ap.add_argument("--ensemble", action="store_true", help="add mean-probability and majority-vote rows")
     args = ap.parse_args(argv)
-    out = args.out or PROJECT_ROOT / "outputs" / "compare" / f"compare_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    out = args.out or default_output("compare", "compare")
     try:
         return compare(args.runs, out, args.ensemble)
     except LitVisionError as exc:

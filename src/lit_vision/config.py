@@ -1,12 +1,14 @@
 """Where the config tree lives, custom resolvers, and up-front validation of config values.
 
-Validation runs before any data is loaded, so a typo costs a second, not a decoded dataset.
+The config tree is ``conf/`` at the repository root; the package ships it as ``lit_vision/conf`` (a link in the
+source tree, real files in a wheel), found through :mod:`importlib.resources` so an installed package works from
+any directory. Validation runs before any data is loaded, so a typo costs a second, not a decoded dataset.
 """
 
 from __future__ import annotations
 
 import math
-import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = PROJECT_ROOT / "conf"
+from lit_vision.runs import project_root
+
+CONF_DIR = Path(str(files("lit_vision") / "conf"))
 
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("project_root"):
-        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+        OmegaConf.register_new_resolver("project_root", lambda: str(project_root()))
     if not OmegaConf.has_resolver("resume_or"):  # hydra.run.dir: the resumed run's folder, else a new one
         OmegaConf.register_new_resolver("resume_or", lambda resume, default: str(resume) if resume else default)
 
@@ -75,6 +78,3 @@ def _cuda() -> bool:
 
     return torch.cuda.is_available()
 
-
-def data_dir_default() -> str:
-    return os.environ.get("LIT_VISION_DATA_DIR", str(PROJECT_ROOT / "data"))

@@ -10,28 +10,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lit_vision import reporting
-from lit_vision.builders import build_datamodule
-from lit_vision.checkpoints import load_classifier
-from lit_vision.cli import run_entry_point
-from lit_vision.config import CONF_DIR, validate_config
 from lit_vision.errors import ConfigError
-from lit_vision.train import write_artifacts
+from lit_vision.runner import hydra_command
+from lit_vision.training.builders import build_datamodule
+from lit_vision.training.checkpoints import load_classifier
 
 log = logging.getLogger("lit_vision.evaluate")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    validate_config(cfg)
     out = Path(cfg.paths.output_dir)
     model = load_classifier(cfg.ckpt_path)
     dm = build_datamodule(cfg)
-    dm.prepare_data()
-    dm.setup("fit")
     if dm.class_names != model.class_names:
         raise ConfigError(f"data={dm.name} has classes {dm.class_names} but checkpoint {cfg.ckpt_path} was trained on "
                           f"{model.class_names}; pass the data config the run used (see its .hydra/config.yaml)")
@@ -46,13 +40,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         confusion = model.test_outputs.get("confusion_matrix")
     record = reporting.build_metrics_record(scalars, confusion, dm.class_names,
                                             extra={"checkpoint": str(cfg.ckpt_path), "data": dm.describe()})
-    write_artifacts(out, record, model, dm, cfg.get("report"))
+    reporting.write_run_report(out, record, model, dm, cfg.report)
     return record
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-def main(cfg: DictConfig) -> float | None:
-    return run_entry_point(run, cfg)
+main = hydra_command("evaluate", run)
 
 
 if __name__ == "__main__":

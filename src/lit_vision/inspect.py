@@ -21,7 +21,6 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-import hydra
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
@@ -31,11 +30,9 @@ from omegaconf import DictConfig  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from lit_vision.builders import build_datamodule  # noqa: E402
-from lit_vision.cli import exit_on_user_error
-from lit_vision.config import CONF_DIR  # noqa: E402
 from lit_vision.data.arrays import ImageArrays  # noqa: E402
-from lit_vision.errors import LitVisionError  # noqa: E402
+from lit_vision.runner import hydra_command  # noqa: E402
+from lit_vision.training.builders import build_datamodule  # noqa: E402
 
 log = logging.getLogger("lit_vision.inspect")
 
@@ -163,7 +160,6 @@ def print_summary(summary: Mapping[str, Any], title: str, console: Console | Non
 def inspect(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Load ``cfg.data`` exactly as training would and write the PNGs and summary.json to ``out_dir``."""
     dm = build_datamodule(cfg)
-    dm.setup("fit")
     splits = {name: arrays for name, arrays in
               (("train", dm.train_set), ("val", dm.val_set), ("test", dm.test_set)) if arrays is not None}
     options = cfg.get("inspect", {})
@@ -179,13 +175,11 @@ def inspect(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="inspect")
-def main(cfg: DictConfig) -> None:
-    try:
-        inspect(cfg, Path(cfg.paths.output_dir))
-    except LitVisionError as exc:
-        exit_on_user_error(exc)
-        raise
+def run(cfg: DictConfig) -> dict[str, Any]:
+    return inspect(cfg, Path(cfg.paths.output_dir))
+
+
+main = hydra_command("inspect", run)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,40 @@
-"""Run artifacts: ``metrics.json``, ``predictions.csv``, per-epoch ``history.csv`` and a console table."""
+"""Everything a run reports, for neural and non-neural models alike, in one format.
+
+* scoring: torchmetrics on (probabilities, targets) for models that are not Lightning runs (XGBoost,
+  scikit-learn baselines, ensembles) — the same collections a Lightning run logs;
+* files: ``metrics.json`` (stable names such as ``test/acc``), ``predictions.csv``, per-epoch ``history.csv``;
+* the per-class classification report (scikit-learn's ``classification_report`` shape, from torchmetrics);
+* console tables (rich).
+
+Plots are drawn by :mod:`lit_vision.plots`; multirun summaries by :mod:`lit_vision.sweep_summary`.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
+from torchmetrics.functional.classification import (
+    multiclass_accuracy, multiclass_f1_score, multiclass_precision, multiclass_recall,
+)
+
+from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
+
+log = logging.getLogger("lit_vision")
 
 MAIN_METRICS = ("acc", "precision", "recall", "f1", "auroc")
+AVERAGES = ("macro avg", "weighted avg")
 
 
+# --- records and files ---------------------------------------------------------------------
 def _plain(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else value.tolist()
@@ -112,3 +132,109 @@ def metrics_table(record: Mapping[str, Any], title: str = "metrics") -> Table:
 
 def print_metrics(record: Mapping[str, Any], title: str = "metrics") -> None:
     Console().print(metrics_table(record, title))
+
+
+
+def write_run_report(out: Path, record: dict[str, Any], model: Any, dm: Any, report: Mapping[str, Any]) -> None:
+    """A Lightning run's report: metrics.json (with the classification report), predictions.csv, tables, plots."""
+    from lit_vision import plots
+
+    outputs = getattr(model, "test_outputs", {})
+    if "probs" in outputs and report["classification_report"]:
+        record["classification_report"] = classification_report(outputs["probs"], outputs["targets"],
+                                                                 dm.class_names)
+    write_json(out / "metrics.json", record)
+    if "probs" in outputs and dm.test_set is not None:
+        write_predictions(out / "predictions.csv", outputs["probs"], outputs["targets"], dm.class_names,
+                          dm.test_set.sources)
+    print_metrics(record, title=f"{dm.name}: test with the best checkpoint")
+    if "classification_report" in record:
+        print_report(record["classification_report"])
+    if report["plots"]:
+        plots.write_run_plots(out, model, dm, misclassified=int(report["misclassified"]))
+    log.info("artifacts written to %s", out)
+
+
+# --- classification report -------------------------------------------------------------------
+def classification_report(probs: torch.Tensor, targets: torch.Tensor,
+                          class_names: Sequence[str]) -> dict[str, Any]:
+    """Report from (N, K) class probabilities and integer targets; predictions are the argmax."""
+    k = len(class_names)
+    preds, targets = probs.argmax(dim=1), targets.long()
+    per_class = {
+        "precision": multiclass_precision(preds, targets, k, average=None),
+        "recall": multiclass_recall(preds, targets, k, average=None),
+        "f1-score": multiclass_f1_score(preds, targets, k, average=None),
+    }
+    support = torch.bincount(targets, minlength=k).float()
+    report: dict[str, Any] = {
+        name: {m: float(v[i]) for m, v in per_class.items()} | {"support": int(support[i])}
+        for i, name in enumerate(class_names)
+    }
+    total = float(support.sum())
+    report["accuracy"] = float(multiclass_accuracy(preds, targets, k, average="micro"))
+    present = support > 0  # macro over the classes that occur, as scikit-learn's labels= default
+    report["macro avg"] = {m: float(v[present].mean()) for m, v in per_class.items()} | {"support": int(total)}
+    report["weighted avg"] = ({m: float((v * support).sum() / max(total, 1.0)) for m, v in per_class.items()}
+                              | {"support": int(total)})
+    return report
+
+
+def report_table(report: Mapping[str, Any], title: str = "classification report (test)") -> Table:
+    table = Table(title=title)
+    table.add_column("class")
+    for col in ("precision", "recall", "f1-score", "support"):
+        table.add_column(col, justify="right")
+    for name, row in report.items():
+        if name == "accuracy":
+            continue
+        if name == AVERAGES[0]:
+            table.add_section()
+            table.add_row("accuracy", "", "", f"{report['accuracy']:.4f}", str(row["support"]))
+        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1-score']:.4f}",
+                      str(row["support"]))
+    return table
+
+
+def print_report(report: Mapping[str, Any]) -> None:
+    Console().print(report_table(report))
+
+
+# --- scoring models that are not Lightning runs --------------------------------------------------
+def as_tensor(values: Any, dtype: torch.dtype) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values), dtype=dtype)
+
+
+def score_split(probs: Any, targets: Any, num_classes: int, split: str) -> tuple[dict[str, float], torch.Tensor]:
+    """``{split}/acc``, precision, recall, f1, auroc (multiclass: macro + weighted) and ``{split}/loss``
+    (cross-entropy of the probabilities), plus the confusion matrix (rows targets, columns predictions)."""
+    p = as_tensor(probs, torch.float32)
+    y = as_tensor(targets, torch.int64)
+    metrics = classification_metrics(num_classes, f"{split}/")
+    scalars = {k: float(v) for k, v in metrics(metric_input(p, num_classes), y).items()}
+    scalars[f"{split}/loss"] = float(torch.nn.functional.nll_loss(p.clamp_min(1e-7).log(), y))
+    confusion = confusion_matrix(num_classes)(metric_input(p, num_classes), y)
+    return scalars, confusion
+
+
+def build_record(splits: Mapping[str, tuple[Any, Any]], class_names: Sequence[str],
+                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ``metrics.json`` record from ``{"val": (probs, targets), "test": (probs, targets)}``."""
+    scalars: dict[str, float] = {}
+    confusion = None
+    for split, (probs, targets) in splits.items():
+        values, matrix = score_split(probs, targets, len(class_names), split)
+        scalars |= values
+        if split == "test":
+            confusion = matrix
+    return build_metrics_record(scalars, confusion, class_names, extra=extra)
+
+
+def write_report(out: Path, record: Mapping[str, Any], test_probs: Any, test_targets: Any,
+                 class_names: Sequence[str], sources: Sequence[str] | None, title: str) -> None:
+    """``metrics.json``, ``predictions.csv`` and the console table, like a neural run."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", record)
+    write_predictions(out / "predictions.csv", as_tensor(test_probs, torch.float32),
+                                as_tensor(test_targets, torch.int64), list(class_names), list(sources or []))
+    print_metrics(record, title=title)

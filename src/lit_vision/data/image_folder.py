@@ -27,6 +27,11 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 MAX_IMAGE_PIXELS = 50_000_000
 
 
+def is_image_file(path: Path) -> bool:
+    """An image by its extension (as torchvision's ImageFolder decides), not a hidden file."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
 def list_class_folders(root: Path) -> list[str]:
     if not root.is_dir():
         raise DataNotFoundError(f"image folder {root} does not exist (expected {root}/<class>/<image files>)")

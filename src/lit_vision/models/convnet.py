@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from lit_vision.models.registry import register_model
 from lit_vision.models.layers import activation, dense_stack, init_weights
 
 
@@ -57,6 +58,7 @@ def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> t
     return nn.Sequential(*layers), ch
 
 
+@register_model("convnet")
 class ConvNet(nn.Module):
     def __init__(self, in_chans: int, input_size: Sequence[int], num_outputs: int,
                  features: Sequence[Mapping[str, Any] | str], head: Mapping[str, Any] | None = None,

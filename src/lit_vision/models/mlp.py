@@ -7,9 +7,11 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from lit_vision.models.registry import register_model
 from lit_vision.models.layers import dense_stack, init_weights
 
 
+@register_model("mlp")
 class MLP(nn.Module):
     def __init__(self, in_chans: int, input_size: Sequence[int], num_outputs: int,
                  hidden: Sequence[int] = (256, 128), dropout: float = 0.0, batchnorm: bool = False,

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from lit_vision.errors import ConfigError, LitVisionError
+from lit_vision.models.registry import register_model
 from lit_vision.models.layers import dense_stack
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _download_error(name: str, exc: Exception) -> WeightsError:
         "Hugging Face hub into its cache, later runs reuse the cache);\n"
         "  2. offline: point model.net.weights=/path/to/file at a local state dict — a torchvision .pth "
         f"(e.g. vgg16-397923af.pth), a timm .safetensors, or a backbone exported with "
-        "`python -m lit_vision.models.pretrained <run>/checkpoints/best.ckpt <file>.safetensors`.\n"
+        "`python -m lit_vision.export_backbone <run>/checkpoints/best.ckpt <file>.safetensors`.\n"
         "Or train from random weights with model.net.pretrained=false.")
 
 
@@ -169,6 +170,7 @@ class FeatureCache:
         return torch.stack([got[i] if i in got else self.store[k].to(x.device) for i, k in enumerate(keys)])
 
 
+@register_model("timm")
 class TimmNet(nn.Module):
     """timm backbone + dense head. ``forward_features`` is the head's hidden layer (the embedding)."""
 
@@ -245,45 +247,3 @@ class TimmNet(nn.Module):
         if int(in_chans) != len(mean):
             mean, std = [sum(mean) / len(mean)] * int(in_chans), [sum(std) / len(std)] * int(in_chans)
         return {"mean": mean, "std": std, "image_size": [int(s) for s in data["input_size"][-2:]]}
-
-
-def export_backbone(ckpt_path: str | Path, out: str | Path) -> Path:
-    """Write the backbone weights of a trained ``TimmNet`` checkpoint as a state dict usable as ``model.net.weights``.
-
-    ``.safetensors`` (recommended) or ``.pth``; the keys are timm's, so any TimmNet of the same backbone loads it.
-    """
-    from lit_vision.checkpoints import read_checkpoint
-
-    ckpt = read_checkpoint(ckpt_path)
-    prefix = "net.backbone."
-    state = {k[len(prefix):]: v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    if not state:
-        raise WeightsError(f"checkpoint {ckpt_path} has no TimmNet backbone (no '{prefix}*' weights); "
-                           "export from a run with model=vgg16 (or another timm backbone)")
-    out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        save_file(state, str(out))
-    else:
-        torch.save(state, out)
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m lit_vision.models.pretrained <ckpt> <out.safetensors>``: export a trained backbone."""
-    import sys
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2:
-        raise SystemExit("usage: python -m lit_vision.models.pretrained <run>/checkpoints/best.ckpt <out>.safetensors")
-    try:
-        path = export_backbone(args[0], args[1])
-    except LitVisionError as exc:
-        raise SystemExit(f"error: {exc}") from exc
-    print(f"backbone weights written to {path}; use them with model.net.weights={path}")
-
-
-if __name__ == "__main__":
-    main()

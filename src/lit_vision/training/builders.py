@@ -6,18 +6,24 @@ import logging
 from typing import Any
 
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lit_vision.classifier import ImageClassifier, num_outputs_for
+from lit_vision.training.classifier import ImageClassifier, num_outputs_for
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
+from lit_vision.models.registry import canonical_spec, net_class
 
 log = logging.getLogger(__name__)
 
 
 def build_datamodule(cfg: DictConfig) -> VisionDataModule:
-    return instantiate(cfg.data, _convert_="all")
+    """The data module, loaded and split once: the model is sized from it, and Lightning's own later
+    ``prepare_data``/``setup`` calls find it ready (no second read of the source)."""
+    dm: VisionDataModule = instantiate(cfg.data, _convert_="all")
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
 
 
 def input_spec(model_cfg: dict[str, Any], dm: VisionDataModule) -> dict[str, Any]:
@@ -44,10 +50,10 @@ def input_spec(model_cfg: dict[str, Any], dm: VisionDataModule) -> dict[str, Any
 
 def net_data_config(model_cfg: dict[str, Any], channels: int) -> dict[str, Any]:
     """``model.normalize=net`` / ``model.input_size=net``: ask the net class (``data_config``) for mean/std/size."""
-    target = model_cfg["net"].get("_target_", "")
-    hook = getattr(get_class(target), "data_config", None) if target else None
+    name = canonical_spec(model_cfg["net"])["name"]
+    hook = getattr(net_class(name), "data_config", None)
     if hook is None:
-        raise ConfigError(f"model.normalize=net or model.input_size=net, but net {target!r} has no own data config "
+        raise ConfigError(f"model.normalize=net or model.input_size=net, but net {name!r} has no own data config "
                           "(only pretrained backbones such as model=vgg16 do); use dataset, none or explicit values")
     return hook(model_cfg["net"], channels)
 

@@ -13,10 +13,10 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 
 from lit_vision.errors import ConfigError, LitVisionError
-from lit_vision.metrics import classification_metrics, confusion_matrix, metric_input
+from lit_vision.models.registry import canonical_spec, create_net
+from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
 
 LOSSES = ("ce", "bce", "mse")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
@@ -42,11 +42,13 @@ class ImageClassifier(L.LightningModule):
         optimizer = dict(optimizer or {"name": "adam", "lr": 1e-3})
         scheduler = dict(scheduler or {"name": "none"})
         validate_hparams(loss, optimizer, scheduler, class_names)
+        net = canonical_spec(net)  # a registered name, never an import path (checkpoints outlive renames)
         self.save_hyperparameters()
         self.class_names = list(class_names)
         self.num_classes = len(class_names)
         self.loss_name = loss
-        self.net = instantiate(dict(net), _convert_="all")
+        self.net_name = str(net["name"])
+        self.net = create_net(net)
         self.input_size = tuple(int(s) for s in input_spec["image_size"])
         self.register_buffer("mean", torch.tensor(input_spec["mean"]).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(input_spec["std"]).view(1, -1, 1, 1), persistent=False)

@@ -5,7 +5,7 @@ Errors are :class:`CheckpointError` whose message names the file and the fix.
 
 Typical use by other tools (predict, embeddings, XGBoost heads)::
 
-    from lit_vision.checkpoints import load_classifier
+    from lit_vision.training.checkpoints import load_classifier
     model = load_classifier("outputs/train/runs/<time>/checkpoints/best.ckpt")   # eval mode, on CPU
     probs = model.probabilities(model(uint8_images))
 """
@@ -27,7 +27,7 @@ from lit_vision.errors import LitVisionError
 if TYPE_CHECKING:
     import lightning as L
 
-    from lit_vision.classifier import ImageClassifier
+    from lit_vision.training.classifier import ImageClassifier
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def check_compatible(path: str | Path, ckpt: Mapping[str, Any], model: torch.nn.
             "shape mismatch " + ", ".join(f"{k}: {found[k]} vs {expected[k]}" for k in shapes[:5]) if shapes else "",
         ) if part)
         hp = ckpt.get("hyper_parameters") or {}
-        saved = hp.get("net", {}).get("_target_", "?") if isinstance(hp.get("net"), Mapping) else "?"
+        net = hp.get("net") if isinstance(hp.get("net"), Mapping) else {}
+        saved = net.get("name") or net.get("_target_", "?")
         raise CheckpointError(f"checkpoint {path} is from another model (net {saved}, classes "
                               f"{hp.get('class_names', '?')}) and does not fit this configuration: {detail}. "
                               "Use the same model=/data= options as the run that wrote it, or another checkpoint.")
@@ -100,7 +101,7 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu", 
     batches and preprocesses exactly as in training. Raises :class:`CheckpointError` for missing, empty,
     damaged or foreign files.
     """
-    from lit_vision.classifier import ImageClassifier
+    from lit_vision.training.classifier import ImageClassifier
 
     path = Path(path).expanduser()
     ckpt = read_checkpoint(path, map_location)
@@ -194,7 +195,7 @@ class FiniteModelCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint that refuses to overwrite a good checkpoint with NaN/inf weights, and saves atomically.
 
     When training diverges, ``last.ckpt``/``best.ckpt`` keep the last good weights and the run stops with
-    :class:`~lit_vision.classifier.NonFiniteLossError` naming the step.
+    :class:`~lit_vision.training.classifier.NonFiniteLossError` naming the step.
     """
 
     def _save_checkpoint(self, trainer: "L.Trainer", filepath: str) -> None:

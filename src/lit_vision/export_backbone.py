@@ -1,0 +1,58 @@
+"""``python -m lit_vision.export_backbone <ckpt> <out.safetensors>``: a trained timm backbone as a weights file.
+
+The file loads offline as ``model.net.weights=<out>`` (e.g. notebook 004's frozen-backbone head, see
+``conf/experiment/fer_backbone_pretrain.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from lit_vision.errors import LitVisionError
+from lit_vision.models.timm_net import WeightsError
+from lit_vision.training.checkpoints import read_checkpoint
+
+PREFIX = "net.backbone."
+
+
+def export_backbone(ckpt_path: str | Path, out: str | Path) -> Path:
+    """Write the backbone weights of a trained ``timm`` net checkpoint as a state dict usable as ``model.net.weights``.
+
+    ``.safetensors`` (recommended) or ``.pth``; the keys are timm's, so any timm net of the same backbone loads it.
+    """
+    ckpt = read_checkpoint(ckpt_path)
+    state = {k[len(PREFIX):]: v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
+    if not state:
+        raise WeightsError(f"checkpoint {ckpt_path} has no timm backbone (no '{PREFIX}*' weights); "
+                           "export from a run with model=vgg16 (or another timm backbone)")
+    out = Path(out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(out))
+    else:
+        torch.save(state, out)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m lit_vision.export_backbone", description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", help="<run>/checkpoints/best.ckpt of a model=vgg16 (timm backbone) run")
+    ap.add_argument("out", help="output file, .safetensors (recommended) or .pth")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        path = export_backbone(args.checkpoint, args.out)
+    except LitVisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
+    print(f"backbone weights written to {path}; use them with model.net.weights={path}")
+
+
+if __name__ == "__main__":
+    main()

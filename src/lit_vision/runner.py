@@ -1,0 +1,107 @@
+"""One runner for every Hydra command (train, evaluate, xgb, baseline, inspect).
+
+Each command is ``main = hydra_command("<config name>", run)``, where ``run(cfg)`` does the work and returns
+its metrics record. The runner gives them all the same behaviour:
+
+* config values are validated before any data is read, and the run is seeded;
+* a user error (:class:`~lit_vision.errors.LitVisionError`, or a Hydra/OmegaConf error in the command line) is
+  one message naming the culprit and the fix, with exit code 2 for config errors and 1 for the rest;
+* inside a multirun a failing job writes ``<job dir>/error.json`` and returns NaN, so the sweep goes on and its
+  summary lists the failure;
+* the value of ``optimized_metric`` from the record is returned to sweepers (Optuna).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from lit_vision.config import CONF_DIR, validate_config
+from lit_vision.errors import ConfigError, LitVisionError
+from lit_vision.sweep_summary import ERROR_FILE
+
+log = logging.getLogger("lit_vision")
+
+RunFn = Callable[[DictConfig], Mapping[str, Any] | None]
+EXIT_CONFIG, EXIT_OTHER = 2, 1
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_failure(job_dir: Path, exc: BaseException) -> float:
+    """Write ``<job_dir>/error.json`` (type, message, traceback) and return NaN for the sweeper."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    error = {"type": type(exc).__name__, "message": str(exc),
+             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+    (job_dir / ERROR_FILE).write_text(json.dumps(error, indent=2))
+    log.error("job failed (%s: %s); recorded in %s, the sweep goes on", error["type"], exc, job_dir / ERROR_FILE)
+    return math.nan
+
+
+def exit_code(exc: BaseException) -> int:
+    return EXIT_CONFIG if isinstance(exc, (ConfigError, HydraException, OmegaConfBaseException)) else EXIT_OTHER
+
+
+def seed(value: int) -> None:
+    from lightning.fabric.utilities.seed import seed_everything
+
+    seed_everything(int(value), workers=True, verbose=False)
+
+
+def execute(run: RunFn, cfg: DictConfig) -> float | None:
+    """Validate, seed and run one job; handle its failure as described in the module docstring."""
+    try:
+        validate_config(cfg)
+        seed(cfg.get("seed", 0))
+        record = run(cfg) or {}
+    except Exception as exc:
+        if in_multirun():
+            return record_failure(Path(cfg.paths.output_dir), exc)
+        if isinstance(exc, LitVisionError):
+            log.error("%s", exc)
+            sys.exit(exit_code(exc))
+        raise
+    metric = cfg.get("optimized_metric")
+    return record.get(metric) if metric else None
+
+
+def hydra_command(config_name: str, run: RunFn) -> Callable[[], Any]:
+    """The ``main()`` of a command: Hydra composes ``conf/<config_name>.yaml`` and :func:`execute` runs it."""
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+    def task(cfg: DictConfig) -> float | None:
+        return execute(run, cfg)
+
+    def main() -> Any:
+        # Hydra reports a bad override or config with exit code 1 and a hint; we raise it (HYDRA_FULL_ERROR) to
+        # report it as the config error it is: exit 2 and one line naming the key or option.
+        previous = os.environ.get("HYDRA_FULL_ERROR")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        try:
+            return task()
+        except (HydraException, OmegaConfBaseException) as exc:
+            print(f"config error: {exc}\nSee the options with --help.", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        finally:
+            if previous is None:
+                os.environ.pop("HYDRA_FULL_ERROR", None)
+            else:
+                os.environ["HYDRA_FULL_ERROR"] = previous
+
+    main.__doc__ = f"Run the ``{config_name}`` command (Hydra config ``conf/{config_name}.yaml``)."
+    return main

@@ -1,0 +1,221 @@
+"""One summary per multirun (grids and Optuna), failed jobs listed with their error.
+
+* A failing job writes ``<job dir>/error.json`` (:func:`lit_vision.runner.record_failure`) and returns NaN, so
+  the other jobs still run (Optuna records a NaN trial as failed).
+* :class:`SweepSummary` is a Hydra callback (``hydra.callbacks.sweep_summary`` in
+  ``conf/hydra/default.yaml``): after the last job it reads every job's ``metrics.json`` or
+  ``error.json`` and ``.hydra/overrides.yaml`` and writes ``summary.csv``, ``summary.md`` and
+  ``summary.png`` (the metric against the swept values) into the sweep dir, and prints the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+
+#: metric columns of the summary besides the chosen metric (absent ones are left out)
+COLUMNS = ("val/acc", "val/loss", "test/acc", "test/f1", "test/auroc", "test/loss")
+ERROR_FILE = "error.json"
+
+
+# --- after the sweep -----------------------------------------------------------------------------
+def _split_override(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def read_job(job_dir: Path) -> dict[str, Any]:
+    """One job: its overrides, status (ok | failed | missing), metrics and error message."""
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = list(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
+    job: dict[str, Any] = {"job": job_dir.name, "dir": str(job_dir),
+                           "overrides": dict(_split_override(str(o)) for o in overrides),
+                           "status": "missing", "metrics": {}, "error": ""}
+    metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
+    if error_file.exists():
+        err = json.loads(error_file.read_text())
+        job |= {"status": "failed", "error": f"{err.get('type')}: {err.get('message')}"}
+    elif metrics_file.exists():
+        job |= {"status": "ok", "metrics": json.loads(metrics_file.read_text())}
+    else:
+        job["error"] = "no metrics.json or error.json (job killed or still running?)"
+    return job
+
+
+def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every job folder of a sweep (those with ``.hydra/``), in job-number order."""
+    dirs = [d for d in Path(sweep_dir).iterdir() if d.is_dir() and (d / ".hydra").is_dir()]
+    dirs.sort(key=lambda d: (0, int(d.name)) if d.name.isdigit() else (1, d.name))
+    return [read_job(d) for d in dirs]
+
+
+def swept_keys(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Override keys whose value differs between jobs (all of them when there is a single job)."""
+    keys: list[str] = []
+    for job in jobs:
+        keys += [k for k in job["overrides"] if k not in keys]
+    if len(jobs) <= 1:
+        return [k for k in keys if not k.startswith("hydra.")]
+    return [k for k in keys if len({job["overrides"].get(k) for job in jobs}) > 1]
+
+
+def summary_rows(jobs: Sequence[Mapping[str, Any]], metric: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Flat rows: job, swept values, status, the chosen metric, the usual metrics, epochs, error."""
+    keys = swept_keys(jobs)
+    metric_cols = [metric] + [c for c in COLUMNS if c != metric and any(c in j["metrics"] for j in jobs)]
+    header = ["job", *keys, "status", *metric_cols, "epochs", "error"]
+    rows = []
+    for job in jobs:
+        m = job["metrics"]
+        row = {"job": job["job"], **{k: job["overrides"].get(k, "") for k in keys}, "status": job["status"],
+               **{c: m.get(c) for c in metric_cols}, "epochs": m.get("epochs_trained"), "error": job["error"]}
+        rows.append(row)
+    return header, rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    number = _number(value) if isinstance(value, str) and len(value) > 8 else None
+    return f"{number:.4g}" if number is not None else str(value)  # Optuna's 0.0013292918943162175
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(header))
+        w.writeheader()
+        w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in header} for r in rows)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    def cell(v: Any) -> str:
+        return _fmt(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(r.get(k)) for k in header) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def rich_table(header: Sequence[str], rows: Sequence[Mapping[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for k in header:
+        table.add_column(k, overflow="fold", max_width=60 if k == "error" else None)
+    for r in rows:
+        style = "red" if r["status"] != "ok" else None
+        table.add_row(*(_fmt(r.get(k)) for k in header), style=style)
+    return table
+
+
+def _number(value: str) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def plot_summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], metric: str, path: Path) -> Path | None:
+    """One swept key: a bar per value (failed jobs marked). Several keys: the metric against each key."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return None
+    values = [r.get(metric) for r in rows]
+    y = [v if isinstance(v, (int, float)) and math.isfinite(v) else math.nan for v in values]
+    if len(keys) <= 1:
+        key = keys[0] if keys else "job"
+        labels = [str(r.get(key, r["job"])) for r in rows]
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 3.8))
+        bars = ax.bar(range(len(rows)), [0 if math.isnan(v) else v for v in y], color="tab:blue")
+        for bar, v, r in zip(bars, y, rows):
+            text = r["status"] if r["status"] != "ok" else ("nan" if math.isnan(v) else f"{v:.3f}")
+            if r["status"] != "ok":
+                bar.set(color="lightgrey", hatch="//")
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                        fontsize=9, color="red" if r["status"] != "ok" else "black")
+        ax.set_xticks(range(len(rows)), labels)
+        ax.set(xlabel=key, ylabel=metric, title=f"{metric} by {key}")
+        finite = [v for v in y if not math.isnan(v)]
+        ax.set_ylim(0, max(1.0, max(finite) * 1.1) if finite else 1.0)
+    else:
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.8 * len(keys), 3.6), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            raw = [str(r.get(key, "")) for r in rows]
+            nums = [_number(v) for v in raw]
+            if all(n is not None for n in nums):
+                x = nums
+                if min(nums) > 0 and max(nums) / min(nums) >= 100:
+                    ax.set_xscale("log")
+            else:
+                cats = list(dict.fromkeys(raw))
+                x = [cats.index(v) for v in raw]
+                ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
+            ax.scatter(x, y, c=range(len(rows)), cmap="viridis")
+            ax.set(xlabel=key, ylabel=metric)
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{metric} against the swept values (colour = job order)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_summary(sweep_dir: Path, metric: str, print_table: bool = True) -> dict[str, Any]:
+    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir``; return what was written."""
+    sweep_dir = Path(sweep_dir)
+    jobs = collect_jobs(sweep_dir)
+    header, rows = summary_rows(jobs, metric)
+    keys = swept_keys(jobs)
+    write_csv(sweep_dir / "summary.csv", header, rows)
+    ok = [r for r in rows if r["status"] == "ok" and isinstance(r.get(metric), (int, float))
+          and math.isfinite(r[metric])]
+    best = max(ok, key=lambda r: r[metric]) if ok else None
+    lines = [f"# sweep summary: {metric}", "", f"sweep dir: `{sweep_dir}`", "",
+             f"{len(rows)} jobs, {len(ok)} ok, {len(rows) - len(ok)} failed or without {metric}", ""]
+    if best:
+        lines += [f"best {metric}: {best[metric]:.4f} (job {best['job']}: "
+                  + ", ".join(f"{k}={_fmt(best[k])}" for k in keys) + ")", ""]
+    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n" + markdown_table(header, rows))
+    plot = plot_summary(rows, keys, metric, sweep_dir / "summary.png")
+    if print_table:
+        Console(width=200).print(rich_table(header, rows, title=f"sweep summary ({metric}): {sweep_dir}"))
+    return {"header": header, "rows": rows, "best": best, "plot": plot}
+
+
+class SweepSummary(Callback):
+    """Hydra callback: the summary of a multirun, written to the sweep dir when the last job is done.
+
+    ``metric``: the column plotted and ranked (default ``${optimized_metric}``, falling back to test/acc).
+    """
+
+    def __init__(self, metric: str | None = None) -> None:
+        self.metric = metric
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            log.warning("sweep dir %s not found; no summary written", sweep_dir)
+            return
+        metric = self.metric or config.get("optimized_metric") or "test/acc"
+        try:
+            written = write_summary(sweep_dir, metric)
+        except Exception:  # a summary problem must not hide the jobs' own results
+            log.exception("could not write the sweep summary in %s", sweep_dir)
+            return
+        log.info("sweep summary: %s/summary.{csv,md,png} (%d jobs)", sweep_dir, len(written["rows"]))

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its metrics, checkpoints, callbacks, DDP handling, and builders from config."""
