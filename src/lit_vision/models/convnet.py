@@ -17,15 +17,27 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from lit_vision.models.registry import register_model
+from lit_vision.errors import ConfigError
 from lit_vision.models.layers import activation, dense_stack, init_weights
+from lit_vision.models.registry import register_model
+
+#: the keys each block kind and the head take (anything else is a typo and refused)
+BLOCK_KEYS = {"conv": {"conv", "kernel", "stride", "padding", "act"}, "pool": {"pool", "stride", "type"},
+              "bn": {"bn"}, "dropout": {"dropout"}}
+HEAD_KEYS = {"hidden", "dropout", "input_dropout", "batchnorm", "act"}
+
+
+def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ConfigError(f"model.net.{where} {dict(given)} has unknown key(s) {unknown}; allowed: {sorted(allowed)}")
 
 
 def _conv(spec: Mapping[str, Any], in_ch: int) -> tuple[list[nn.Module], int]:
     out_ch = int(spec["conv"])
     padding = spec.get("padding", "valid")
     if padding not in ("same", "valid") and not isinstance(padding, int):
-        raise ValueError(f"conv padding must be same, valid or an int, got {padding!r}")
+        raise ConfigError(f"conv padding must be same, valid or an int, got {padding!r}")
     layers = [nn.Conv2d(in_ch, out_ch, int(spec.get("kernel", 3)), stride=int(spec.get("stride", 1)),
                         padding=padding if padding != "valid" else 0)]
     layers.append(activation(spec.get("act", "relu")))
@@ -36,14 +48,20 @@ def _pool(spec: Mapping[str, Any]) -> nn.Module:
     size = int(spec["pool"])
     stride = int(spec.get("stride", size))
     kind = spec.get("type", "max")
+    if kind not in ("max", "avg"):
+        raise ConfigError(f"pool type must be max or avg, got {kind!r}")
     return nn.MaxPool2d(size, stride) if kind == "max" else nn.AvgPool2d(size, stride)
 
 
 def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
     ch = int(in_chans)
-    for spec in specs:
+    for i, spec in enumerate(specs):
         spec = {spec: True} if isinstance(spec, str) else dict(spec)
+        kind = next((k for k in BLOCK_KEYS if k in spec), None)
+        if kind is None:
+            raise ConfigError(f"model.net.features.{i}: unknown block {spec}; use one of {list(BLOCK_KEYS)}")
+        _check_keys(f"features.{i}", spec, BLOCK_KEYS[kind])
         if "conv" in spec:
             new, ch = _conv(spec, ch)
             layers += new
@@ -53,8 +71,6 @@ def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> t
             layers.append(nn.BatchNorm2d(ch))
         elif "dropout" in spec:
             layers.append(nn.Dropout2d(float(spec["dropout"])))
-        else:
-            raise ValueError(f"unknown block {spec}; use one of conv, pool, bn, dropout")
     return nn.Sequential(*layers), ch
 
 
@@ -68,6 +84,7 @@ class ConvNet(nn.Module):
         with torch.no_grad():
             flat = self.features(torch.zeros(1, int(in_chans), *map(int, input_size))).numel()
         head = dict(head or {})
+        _check_keys("head", head, HEAD_KEYS)
         stack = dense_stack(flat, head.get("hidden", []), num_outputs, float(head.get("dropout", 0.0)),
                             float(head.get("input_dropout", 0.0)), bool(head.get("batchnorm", False)),
                             head.get("act", "relu"))

@@ -27,7 +27,7 @@ LEGACY_TARGETS = {
     "lit_vision.models.convnet.ConvNet": "convnet",
     "lit_vision.models.MLP": "mlp",
     "lit_vision.models.mlp.MLP": "mlp",
-    "lit_vision.models.timm_net.TimmNet": "timm",
+    "lit_vision.models.pretrained.TimmNet": "timm",
 }
 
 
