@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lit_vision.config import CONF_DIR  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-from synthetic import write_cifar_batches, write_cifar_folders  # noqa: E402
+from synthetic import write_cifar_batches, write_cifar_folders, write_image_folder  # noqa: E402
 from synthetic_sources import FER_CLASSES, write_fer_folders, write_torchvision_idx  # noqa: E402
 
 SHARED_DATASETS = Path(os.environ.get("LIT_VISION_SHARED_DATASETS",
@@ -85,3 +85,41 @@ def synthetic_roots(tmp_path_factory: pytest.TempPathFactory, cifar_folders: Pat
                             test={c: 3 for c in FER_CLASSES})
     return {"mnist": idx, "fashion_mnist": idx, "fer2013": fer, "fer_happy_sad": fer,
             "fer_happy_sad_weighted": fer, "cifar10": cifar_folders, "cifar_horse": cifar_folders}
+
+
+# --- one small trained CNN run and an XGBoost run on its embeddings, shared by every test module (once per session)
+PETS_CLASSES = ["cat", "dog"]
+PETS_COMMON = ["accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary"]
+
+
+def pets_overrides(root: Path) -> list[str]:
+    return ["data=image_folder", f"data.root={root}", "data.batch_size=8"]
+
+
+@pytest.fixture(scope="session")
+def pets_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pets")
+    write_image_folder(root / "train", PETS_CLASSES, 16, size=16)
+    write_image_folder(root / "test", PETS_CLASSES, 5, size=16, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cnn_run(tmp_path_factory: pytest.TempPathFactory, pets_root: Path) -> Path:
+    from lit_vision.runner import execute
+    from lit_vision.train import run
+
+    out = tmp_path_factory.mktemp("runs") / "pets_cnn" / "runs" / "t0"
+    execute(run, compose_config(["model=cnn", *pets_overrides(pets_root), "trainer.max_epochs=3", *PETS_COMMON], out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def xgb_run(tmp_path_factory: pytest.TempPathFactory, pets_root: Path, cnn_run: Path) -> Path:
+    from lit_vision.runner import execute
+    from lit_vision.xgb import run
+
+    out = tmp_path_factory.mktemp("runs") / "pets_xgb" / "runs" / "t0"
+    execute(run, compose_config([f"ckpt_path={cnn_run / 'checkpoints' / 'best.ckpt'}", *pets_overrides(pets_root),
+                                 "xgb.n_estimators=30", "xgb.early_stopping_rounds=5", "accelerator=cpu"], out, "xgb"))
+    return out

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_config
+from conftest import pets_overrides, compose_config
 from lit_vision.baseline import make_pipeline, run
 from lit_vision.errors import ConfigError
-from model_runs import pets_overrides, pets_root  # noqa: F401 - fixture
 
 
 @pytest.mark.parametrize("classifier", ["rf", "qda"])

@@ -11,7 +11,6 @@ import pytest
 from conftest import compose_config
 from lit_vision.compare import main
 from lit_vision.errors import LitVisionError
-from model_runs import cnn_run, pets_root, xgb_run  # noqa: F401 - fixtures
 
 
 def test_compare_table_and_ensemble(cnn_run: Path, xgb_run: Path, tmp_path: Path):

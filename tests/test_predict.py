@@ -11,7 +11,6 @@ import pytest
 from lit_vision.ensembles import majority_vote
 from lit_vision.inference import load_predictor
 from lit_vision.predict import main
-from model_runs import cnn_run, pets_root, xgb_run  # noqa: F401 - fixtures
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

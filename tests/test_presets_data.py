@@ -44,7 +44,7 @@ def test_parameter_counts(make_cfg, preset):
 
 def test_notebook_002_printed_summary_is_the_2224_filter_variant(make_cfg):
     """The notebook's model.summary() (66,941,834 params) matches a 2224-filter third conv, not its code's 224."""
-    cfg = make_cfg("experiment=fashion_cnn", "model.net.features.6.conv=2224")
+    cfg = make_cfg("experiment=fashion_cnn", "model.conv3_filters=2224")
     assert count(build_net(cfg, 1, 28, 10)) == 66_941_834
 
 

@@ -12,7 +12,6 @@ from lit_vision.training.checkpoints import load_classifier
 from lit_vision.errors import ConfigError
 from lit_vision.boosting import MODEL_FILE, load_booster, resolve_device
 from lit_vision.xgb import run
-from model_runs import cnn_run, pets_overrides, pets_root, xgb_run  # noqa: F401 - fixtures
 
 
 def test_xgb_run_writes_the_neural_report_format(xgb_run: Path, cnn_run: Path):

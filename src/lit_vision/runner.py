@@ -79,6 +79,21 @@ def execute(run: RunFn, cfg: DictConfig) -> float | None:
     return record.get(metric) if metric else None
 
 
+def culprit(args: list[str]) -> str:
+    """``"in 'key=[': "`` for the first command-line override Hydra's grammar cannot parse, else ``""``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except HydraException:
+            return f"in {arg!r}: "
+    return ""
+
+
 def hydra_command(config_name: str, run: RunFn) -> Callable[[], Any]:
     """The ``main()`` of a command: Hydra composes ``conf/<config_name>.yaml`` and :func:`execute` runs it."""
     import hydra
@@ -95,7 +110,7 @@ def hydra_command(config_name: str, run: RunFn) -> Callable[[], Any]:
         try:
             return task()
         except (HydraException, OmegaConfBaseException) as exc:
-            print(f"config error: {exc}\nSee the options with --help.", file=sys.stderr)
+            print(f"config error: {culprit(sys.argv[1:])}{exc}\nSee the options with --help.", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
         finally:
             if previous is None:

@@ -1,0 +1,93 @@
+"""The package's shape: no import cycles, commands apart from the library, light modules stay light."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lit_vision
+
+PACKAGE_DIR = Path(lit_vision.__file__).resolve().parent
+#: modules run as ``python -m lit_vision.<name>``; everything else is library code
+COMMANDS = {"train", "evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export_backbone"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def internal_imports(path: Path) -> set[str]:
+    """Every ``lit_vision`` module ``path`` imports, at module level or inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("lit_vision")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lit_vision"):
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}  # `from pkg import module`
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE_DIR.rglob("*.py") if "conf" not in p.relative_to(PACKAGE_DIR).parts}
+    return {name: {m for m in internal_imports(path) if m in files and m != name} for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_find_cycle_finds_one() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph()
+    assert len(graph) > 20  # really walked the package
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
+
+
+def test_commands_do_not_import_each_other_and_the_library_imports_no_command() -> None:
+    graph = import_graph()
+    commands = {f"lit_vision.{c}" for c in COMMANDS}
+    assert commands <= set(graph)
+    offenders = {m: sorted(deps & commands) for m, deps in graph.items() if deps & commands}
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("module", ["lit_vision.compare", "lit_vision.sweeps", "lit_vision.sweep_summary",
+                                    "lit_vision.runs", "lit_vision.ensembles"])
+def test_table_tools_do_not_import_torch(module: str) -> None:
+    """Reading JSON tables must not pay torch's import time (seconds)."""
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_base_configs_are_not_choices_of_data_or_model() -> None:
+    conf = PACKAGE_DIR / "conf"
+    assert not list(conf.glob("data/_*.yaml")) and not list(conf.glob("model/_*.yaml"))
