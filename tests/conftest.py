@@ -48,6 +48,15 @@ def compose_config(overrides: list[str], run_dir: Path, config_name: str = "trai
     return cfg
 
 
+def accuracy_from_predictions(run_dir: Path) -> float:
+    """Test accuracy recomputed from a run's predictions.csv (one row per test image: target, pred)."""
+    import csv
+
+    with open(Path(run_dir) / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return sum(r["target"] == r["pred"] for r in rows) / len(rows)
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     def factory(*overrides: str, config_name: str = "train") -> DictConfig:

@@ -41,6 +41,17 @@ def test_bad_classifier_name():
 
 @pytest.mark.parametrize("preset,classifier", [("horse_pca_rf", "rf"), ("horse_pca_qda", "qda")])
 def test_notebook_presets(tmp_path: Path, preset: str, classifier: str):
+    """The preset reaches the scikit-learn pipeline: min-max scaling, PCA(500), then notebook 000's classifier."""
+    from omegaconf import OmegaConf
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.preprocessing import MinMaxScaler
+
     cfg = compose_config([f"baseline_preset={preset}"], tmp_path / "run", "baseline")
-    assert cfg.data.name == "cifar_horse" and cfg.baseline.classifier == classifier
-    assert cfg.baseline.pca_components == 500 and cfg.task_name == preset
+    opts = OmegaConf.to_container(cfg.baseline)
+    pipe = make_pipeline(opts["classifier"], opts["pca_components"], opts["params"], 0)
+    kinds = [type(step) for _, step in pipe.steps]
+    expected = RandomForestClassifier if classifier == "rf" else QuadraticDiscriminantAnalysis
+    assert kinds == [MinMaxScaler, PCA, expected] and pipe.steps[1][1].n_components == 500
+    assert cfg.data.mapping.positive == "horse" and cfg.task_name == preset

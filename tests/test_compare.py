@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_config
-from lit_vision.compare import main
+from lit_vision.compare import compare, main
 from lit_vision.errors import LitVisionError
 
 
 def test_compare_table_and_ensemble(cnn_run: Path, xgb_run: Path, tmp_path: Path):
     out = tmp_path / "cmp" / "nb004"
-    rows = main([str(cnn_run), str(xgb_run.parent / "*"), "--ensemble", "--out", str(out)])
+    rows = compare([str(cnn_run), str(xgb_run.parent / "*")], out, ensemble=True)
     assert [r["model"] for r in rows] == ["pets_cnn", "pets_xgb", "ensemble: mean probability",
                                           "ensemble: majority vote"]
-    source = main([str(xgb_run / "source_model"), "--out", str(out.parent / "source")])
+    source = compare([str(xgb_run / "source_model")], out.parent / "source")
     assert source[0]["model"] == "pets_cnn" and source[0]["test/acc"] == pytest.approx(rows[0]["test/acc"], abs=1e-6)
     neural = json.loads((cnn_run / "metrics.json").read_text())
     assert rows[0]["test/acc"] == neural["test/acc"] and rows[0]["TP"] == neural["counts"]["tp"]
@@ -31,14 +31,16 @@ def test_compare_table_and_ensemble(cnn_run: Path, xgb_run: Path, tmp_path: Path
     assert md[0].startswith("| model | run | val/acc | test/acc") and len(md) == 6
 
 
-def test_ensemble_refuses_runs_on_other_test_sets(cnn_run: Path, tmp_path: Path):
+def test_ensemble_refuses_runs_on_other_test_sets(cnn_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     from lit_vision.baseline import run
 
     other = tmp_path / "digits_run"
     run(compose_config(["baseline.classifier=qda", "baseline.pca_components=5"], other, "baseline"))
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main([str(cnn_run), str(other), "--ensemble", "--out", str(tmp_path / "x")])
-    rows = main([str(cnn_run), str(other), "--out", str(tmp_path / "y")])  # without --ensemble it is fine
+    assert exit_info.value.code == 2
+    assert "--ensemble needs runs with the same classes" in capsys.readouterr().err
+    rows = compare([str(cnn_run), str(other)], tmp_path / "y")  # without --ensemble it is fine
     assert len(rows) == 2
 
 

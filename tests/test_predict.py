@@ -10,7 +10,7 @@ import pytest
 
 from lit_vision.ensembles import majority_vote
 from lit_vision.inference import load_predictor
-from lit_vision.predict import main
+from lit_vision.predict import main, run
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -37,7 +37,7 @@ def test_predict_several_models_with_ensembles(cnn_run: Path, xgb_run: Path, pet
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
     out = tmp_path / "table.csv"
-    res = main(["-m", str(cnn_run / "checkpoints" / "best.ckpt"), "-m", str(xgb_run),
+    res = run(["-m", str(cnn_run / "checkpoints" / "best.ckpt"), "-m", str(xgb_run),
                 str(pets_root / "test" / "cat"), str(pets_root / "test" / "dog" / "*.png"), str(broken),
                 str(tmp_path / "nothing*.jpg"), "--csv", str(out)])
     printed = capsys.readouterr().out
@@ -60,9 +60,23 @@ def test_predict_several_models_with_ensembles(cnn_run: Path, xgb_run: Path, pet
     assert "accuracy on the 10 labelled images" in printed
 
 
-def test_bad_model_path_is_a_clear_error(tmp_path: Path, pets_root: Path):
-    with pytest.raises(SystemExit):
+def test_predict_with_one_model_writes_every_row(cnn_run: Path, pets_root: Path, tmp_path: Path):
+    """One model is the common case: the CSV holds its probabilities and prediction for every image, no ensembles."""
+    out = tmp_path / "one.csv"
+    res = run(["-m", str(cnn_run), str(pets_root / "test"), "--csv", str(out)])
+    rows = read_csv(out)
+    assert list(rows[0]) == ["image", "true", "error", "pets_cnn:p_cat", "pets_cnn:p_dog", "pets_cnn:pred"]
+    assert len(rows) == 10 and all(r["pets_cnn:pred"] in ("cat", "dog") and not r["error"] for r in rows)
+    probs = np.array([[float(r["pets_cnn:p_cat"]), float(r["pets_cnn:p_dog"])] for r in rows])
+    np.testing.assert_allclose(probs, res.probs["pets_cnn"], atol=1e-6)
+    assert set(res.probs) == {"pets_cnn"}
+
+
+def test_bad_model_path_is_a_clear_error(tmp_path: Path, pets_root: Path, capsys: pytest.CaptureFixture):
+    with pytest.raises(SystemExit) as exit_info:
         main(["-m", str(tmp_path / "missing.ckpt"), str(pets_root / "test")])
+    assert exit_info.value.code == 2
+    assert f"--model {tmp_path / 'missing.ckpt'}: no such file or folder" in capsys.readouterr().err
 
 
 def test_majority_vote_breaks_ties_by_mean_probability():

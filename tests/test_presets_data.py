@@ -70,9 +70,11 @@ def test_fashion_cnn_single_dropout_knob_reaches_every_dropout(make_cfg, dropout
 
 
 def test_fashion_cnn_final_is_dropout_02_with_batchnorm(make_cfg):
-    cfg = make_cfg("experiment=fashion_cnn_final")
-    assert cfg.model.dropout == 0.2 and cfg.model.batchnorm is True
-    assert cfg.model.optimizer.lr == 1e-3 and cfg.data.batch_size == 32 and cfg.trainer.max_epochs == 10
+    """Notebook 002's final model: every dropout 0.2 and a BatchNorm before each of the 3 dense layers."""
+    net = build_net(make_cfg("experiment=fashion_cnn_final"), 1, 28, 10)
+    dropouts = [m.p for m in net.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d))]
+    assert dropouts == [0.2] * 5
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in net.modules()) == 3
 
 
 def test_fer_custom_cnn_with_class_weights_instead_of_balancing(make_cfg, synthetic_roots):

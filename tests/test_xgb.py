@@ -59,7 +59,16 @@ def test_device_follows_the_accelerator_config():
             resolve_device("cuda")
 
 
-def test_notebook_preset_composes(tmp_path: Path):
+def test_notebook_preset_reaches_the_booster(tmp_path: Path):
+    """Notebook 004's XGBClassifier parameters arrive in the booster that is fitted."""
+    from omegaconf import OmegaConf
+
+    from lit_vision.boosting import make_classifier
+
     cfg = compose_config(["xgb_preset=fer_custom_xgb", "ckpt_path=x.ckpt"], tmp_path / "run", "xgb")
-    assert cfg.data.name == "fer_happy_sad" and cfg.xgb.n_estimators == 1000 and cfg.xgb.gamma == 1
-    assert cfg.xgb.subsample == 0.8 and cfg.xgb.colsample_bytree == 0.8 and cfg.xgb.learning_rate == 0.05
+    params = make_classifier(OmegaConf.to_container(cfg.xgb), num_classes=2, device="cpu", seed=0).get_params()
+    assert {k: params[k] for k in ("n_estimators", "gamma", "subsample", "colsample_bytree", "learning_rate",
+                                   "max_depth", "objective")} == {
+        "n_estimators": 1000, "gamma": 1, "subsample": 0.8, "colsample_bytree": 0.8, "learning_rate": 0.05,
+        "max_depth": 5, "objective": "binary:logistic"}
+    assert cfg.data.mapping.classes == {"sad": 0, "happy": 1}

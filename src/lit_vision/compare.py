@@ -144,18 +144,18 @@ def compare(items: Sequence[str], out: Path, ensemble: bool = False) -> list[dic
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lit_vision.compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="run directories or globs (quote globs)")
     ap.add_argument("--out", type=Path, default=None,
                     help="output path without suffix (default outputs/compare/compare_<time>)")
     ap.add_argument("--ensemble", action="store_true", help="add mean-probability and majority-vote rows")
-    args = ap.parse_args(argv)
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     out = args.out or default_output("compare", "compare")
     try:
-        return compare(args.runs, out, args.ensemble)
+        compare(args.runs, out, args.ensemble)
     except LitVisionError as exc:
-        Console().print(f"[red]error:[/red] {exc}")
+        print(f"error: {exc}", file=sys.stderr)  # plain: a path in a message must not be wrapped
         raise SystemExit(2) from exc
 
 

@@ -106,7 +106,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def predict(args: argparse.Namespace, console: Console) -> Results:
+def run(argv: Sequence[str], console: Console | None = None) -> Results:
+    """Classify the images ``argv`` names; print the table, write the CSV and return the results."""
+    args = parse_args(argv)
+    console = console or Console()
     predictors = [load_predictor(m, args.device, args.batch_size) for m in args.model]
     unique_names(predictors)
     paths, missing = collect_images(args.images)
@@ -122,13 +125,12 @@ def predict(args: argparse.Namespace, console: Console) -> Results:
     return res
 
 
-def main(argv: Sequence[str] | None = None) -> Results:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    console = Console()
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command: exit 2 with one line naming the culprit for a bad model path or an empty image list."""
     try:
-        return predict(args, console)
+        run(sys.argv[1:] if argv is None else argv)
     except LitVisionError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print(f"error: {exc}", file=sys.stderr)  # plain: a path in a message must not be wrapped
         raise SystemExit(2) from exc
 
 
