@@ -63,13 +63,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     opts = OmegaConf.to_container(cfg.baseline, resolve=True)
     train = dm.train_set
     index = np.arange(len(train))
-    if opts.get("max_train") and opts["max_train"] < len(train):
+    if opts["max_train"] and opts["max_train"] < len(train):
         index = np.sort(np.random.default_rng(int(cfg.seed)).choice(len(train), int(opts["max_train"]), replace=False))
     x_train = flatten(train.images[index])
-    n = opts.get("pca_components")
+    n = opts["pca_components"]
     if n:
         n = min(int(n), x_train.shape[0], x_train.shape[1])
-    pipe = make_pipeline(str(opts["classifier"]), n, opts.get("params") or {}, int(cfg.seed))
+    pipe = make_pipeline(str(opts["classifier"]), n, opts["params"], int(cfg.seed))
     log.info("fitting %s on %s features of %d images", pipe, x_train.shape[1], len(x_train))
     pipe.fit(x_train, train.labels[index])
     splits = {name: arrays for name, arrays in (("val", dm.val_set), ("test", dm.test_set)) if arrays is not None}

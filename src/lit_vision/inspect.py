@@ -162,10 +162,8 @@ def inspect(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     splits = {name: arrays for name, arrays in
               (("train", dm.train_set), ("val", dm.val_set), ("test", dm.test_set)) if arrays is not None}
-    options = cfg.get("inspect", {})
     summary = summarize(splits)
-    seed = int(cfg.get("seed", 0))
-    files = [plot_samples(splits["train"], out_dir / "samples.png", int(options.get("samples_per_class", 8)), seed),
+    files = [plot_samples(splits["train"], out_dir / "samples.png", int(cfg.inspect.samples_per_class), int(cfg.seed)),
              plot_class_counts(summary["counts"], out_dir / "class_counts.png"),
              plot_mean_images(splits["train"], out_dir / "mean_images.png")]
     summary["files"] = [str(f) for f in files]

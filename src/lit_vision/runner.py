@@ -66,7 +66,7 @@ def execute(run: RunFn, cfg: DictConfig) -> float | None:
     """Validate, seed and run one job; handle its failure as described in the module docstring."""
     try:
         validate_config(cfg)
-        seed(cfg.get("seed", 0))
+        seed(cfg.seed)
         record = run(cfg) or {}
     except Exception as exc:
         if in_multirun():
@@ -75,7 +75,7 @@ def execute(run: RunFn, cfg: DictConfig) -> float | None:
             log.error("%s", exc)
             sys.exit(exit_code(exc))
         raise
-    metric = cfg.get("optimized_metric")
+    metric = cfg.optimized_metric
     return record.get(metric) if metric else None
 
 

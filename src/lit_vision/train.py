@@ -10,7 +10,6 @@ Examples::
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,13 @@ import torch
 from omegaconf import DictConfig
 
 from lit_vision import reporting
+from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.runner import hydra_command
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
 from lit_vision.training.checkpoints import check_resume_checkpoint, resolve_ckpt_path, resume_run_dir
+from lit_vision.training.classifier import ImageClassifier
 from lit_vision.training.distributed import check_launch, evaluation_trainer, quiet_non_zero_ranks
 
-log = logging.getLogger("lit_vision.train")
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -33,44 +33,52 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
     return path or None
 
 
+def fit(cfg: DictConfig, dm: VisionDataModule, out: Path) -> tuple[ImageClassifier, L.Trainer, dict[str, Any]]:
+    """Build the model from the data, fit it (resuming when asked) and return what the report needs."""
+    # resume=<run dir> is also this run's dir (conf/hydra/default.yaml) unless hydra.run.dir says otherwise
+    resumed = resume_run_dir(cfg.resume)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path or ("last" if resumed else None), resumed or out)
+    model = build_classifier(cfg.model, dm)
+    if ckpt_path:
+        check_resume_checkpoint(ckpt_path, model)
+    trainer = build_trainer(cfg)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    if trainer.is_global_zero:  # before validate/test append their rows to the CSV log
+        reporting.write_history(out / "metrics.csv", out / "history.csv")
+    state = {"epochs_trained": trainer.current_epoch, "global_step": trainer.global_step,
+             "resumed_from": ckpt_path, "world_size": trainer.world_size, "best_checkpoint": best_checkpoint(trainer)}
+    return model, trainer, state
+
+
+def score_best(cfg: DictConfig, trainer: L.Trainer, model: ImageClassifier, dm: VisionDataModule,
+               best: str | None) -> tuple[dict[str, Any], Any]:
+    """Validate and test with the best checkpoint; return the logged scalars and the test confusion matrix."""
+    scalars: dict[str, Any] = {}
+    confusion = None
+    if cfg.validate_best:
+        trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
+        scalars |= dict(trainer.callback_metrics)
+    if cfg.test and dm.test_set is not None:
+        trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
+        scalars |= dict(trainer.callback_metrics)
+        confusion = model.test_outputs.get("confusion_matrix")
+    return scalars, confusion
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one configuration; return the metrics record written to ``metrics.json``."""
     quiet_non_zero_ranks()
     check_launch(cfg)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     out = Path(cfg.paths.output_dir)
-    # resume=<run dir> is also this run's dir (conf/hydra/default.yaml) unless hydra.run.dir says otherwise
-    resumed = resume_run_dir(cfg.get("resume"))
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path") or ("last" if resumed else None), resumed or out)
     dm = build_datamodule(cfg)
-    model = build_classifier(cfg.model, dm)
-    if ckpt_path:
-        check_resume_checkpoint(ckpt_path, model)
-    trainer = build_trainer(cfg)
-    if trainer.is_global_zero:
-        log.info("data: %s", dm.describe()["counts"])
-    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
-    if trainer.is_global_zero:  # before validate/test append their rows to the CSV log
-        reporting.write_history(out / "metrics.csv", out / "history.csv")
-    fit_state = {"epochs_trained": trainer.current_epoch, "global_step": trainer.global_step,
-                 "resumed_from": ckpt_path, "world_size": trainer.world_size}
-    scalars: dict[str, Any] = {}
-    best = best_checkpoint(trainer)
-    trainer = evaluation_trainer(cfg, trainer)  # DDP: rank 0 alone, so each test image counts once
+    model, fit_trainer, state = fit(cfg, dm, out)
+    trainer = evaluation_trainer(cfg, fit_trainer)  # DDP: rank 0 alone, so each test image counts once
     if trainer is None:
         return {}
-    if cfg.validate_best:
-        trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
-        scalars |= dict(trainer.callback_metrics)
-    confusion = None
-    if cfg.test and dm.test_set is not None:
-        trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
-        scalars |= dict(trainer.callback_metrics)
-        confusion = model.test_outputs.get("confusion_matrix")
-    record = reporting.build_metrics_record(
-        scalars, confusion, dm.class_names,
-        extra={"best_checkpoint": best, **fit_state, "data": dm.describe(),
-               "model": cfg.model.net.name})
+    scalars, confusion = score_best(cfg, trainer, model, dm, state["best_checkpoint"])
+    record = reporting.build_metrics_record(scalars, confusion, dm.class_names,
+                                            extra={**state, "data": dm.describe(), "model": cfg.model.net.name})
     if trainer.is_global_zero:
         reporting.write_run_report(out, record, model, dm, cfg.report)
     return record
