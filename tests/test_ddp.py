@@ -40,8 +40,9 @@ def odd_folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_one_run_dir_exact_counts(tmp_path: Path, odd_folders: Path) -> None:
+    """``trainer=ddp accelerator=cpu``: gloo, SyncBatchNorm switched off (model=cnn has BatchNorm layers)."""
     logs = tmp_path / "outputs"
-    res = cli(["trainer=ddp_cpu", "accelerator=cpu", "trainer.devices=2", "model=dense", "data=image_folder",
+    res = cli(["trainer=ddp", "accelerator=cpu", "trainer.devices=2", "model=cnn", "data=image_folder",
                f"data.root={odd_folders}", "data.channels=1", "data.batch_size=8", "data.eval_batch_size=4",
                "trainer.max_epochs=2", f"paths.log_dir={logs}", f"paths.cache_dir={tmp_path / 'cache'}", *QUIET])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -58,13 +59,15 @@ def test_ddp_two_cpu_processes_one_run_dir_exact_counts(tmp_path: Path, odd_fold
     assert metrics["global_step"] == 2 * 3
     log = (out / "train.log").read_text()
     assert log.count("artifacts written to") == 1 and log.count("data: {") == 1  # logged once, by rank 0
+    assert log.count("trainer.sync_batchnorm switched off") == 1
     assert not list(out.glob("train_ddp_process_*"))  # children write no config/outputs of their own
 
 
-def test_sync_batchnorm_on_cpu_is_refused(make_cfg) -> None:
-    cfg = make_cfg("trainer=ddp", "accelerator=cpu", *FAST)
-    with pytest.raises(ConfigError, match="sync_batchnorm"):
-        run(cfg)
+def test_ddp_on_cpu_is_not_refused(make_cfg) -> None:
+    """trainer=ddp on CPU used to be a ConfigError (SyncBatchNorm); now it runs with SyncBatchNorm off."""
+    from lit_vision.training import distributed
+
+    distributed.check_launch(make_cfg("trainer=ddp", "accelerator=cpu", *FAST))  # no ConfigError
 
 
 def test_ddp_inside_local_multirun_is_refused(make_cfg, monkeypatch) -> None:

@@ -9,12 +9,19 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightning.pytorch.callbacks import LearningRateMonitor
+
+from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
+from lit_vision.training.distributed import device_overrides
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
 from lit_vision.models.registry import canonical_spec, net_class
 
 log = logging.getLogger(__name__)
+
+# every command that builds a Trainer (train, evaluate, xgb …) imports this module: drop Lightning's known noise
+quiet_known_noise()
 
 
 def build_datamodule(cfg: DictConfig) -> VisionDataModule:
@@ -78,6 +85,14 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
+    """The fit trainer: ``cfg.trainer`` with the ``callbacks`` and ``logger`` groups, fitted to its devices
+    (:func:`~lit_vision.training.distributed.device_overrides`); ``overrides`` win over everything."""
+    quiet_known_noise()
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+    if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
+        # LearningRateMonitor writes through a logger and raises on a trainer without one
+        log.info("no logger configured: LearningRateMonitor left out (the learning rate is not recorded)")
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                       **{**device_overrides(cfg), **overrides})

@@ -1,4 +1,7 @@
-"""Multi-process runs: quiet non-zero ranks, refuse launch modes that break, evaluate once on rank 0.
+"""Multi-process runs: quiet non-zero ranks, fit DDP to CPUs, refuse launch modes that break, evaluate once on rank 0.
+
+On CPU processes DDP uses the gloo backend (Lightning's default for the CPU) and ``trainer.sync_batchnorm`` is
+switched off, since torch's SyncBatchNorm has no CPU kernel: ``trainer=ddp accelerator=cpu`` just works.
 
 DDP's samplers pad the last batch with repeated samples so every rank gets the same number, which would
 count some test images twice in the confusion matrix. So lit_vision fits with DDP, then tears the process
@@ -49,13 +52,23 @@ def _externally_launched() -> bool:
     return "SLURM_NTASKS" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ
 
 
-def check_launch(cfg: DictConfig) -> None:
-    """Refuse DDP set-ups that cannot work: SyncBatchNorm on CPU, subprocess DDP inside a local multirun."""
+def on_cpu(cfg: DictConfig) -> bool:
+    """Does the trainer run on CPU processes (``accelerator=cpu``, or ``auto`` without a CUDA device)?"""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if cfg.trainer.get("sync_batchnorm", False) and on_cpu and _multi_device(cfg):
-        raise ConfigError("trainer.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); "
-                          "on CPU use trainer=ddp_cpu or trainer.sync_batchnorm=false")
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+
+
+def device_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """Trainer arguments that make ``cfg.trainer`` work on its devices: on CPU, no SyncBatchNorm (one INFO line)."""
+    if cfg.trainer.get("sync_batchnorm", False) and on_cpu(cfg):
+        log.info("trainer.sync_batchnorm switched off: DDP on CPU runs on gloo, and torch's SyncBatchNorm has no CPU "
+                 "kernel (each process normalises with its own batch statistics)")
+        return {"sync_batchnorm": False}
+    return {}
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse DDP set-ups that cannot work: subprocess DDP inside a local multirun."""
     # DDP inside a local Hydra multirun would re-run the whole sweep in every child process
     if not _multi_device(cfg) or _externally_launched() or not HydraConfig.initialized():
         return
