@@ -38,7 +38,7 @@ def test_ensemble_refuses_runs_on_other_test_sets(cnn_run: Path, tmp_path: Path,
     run(compose_config(["baseline.classifier=qda", "baseline.pca_components=5"], other, "baseline"))
     with pytest.raises(SystemExit) as exit_info:
         main([str(cnn_run), str(other), "--ensemble", "--out", str(tmp_path / "x")])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 1
     assert "--ensemble needs runs with the same classes" in capsys.readouterr().err
     rows = compare([str(cnn_run), str(other)], tmp_path / "y")  # without --ensemble it is fine
     assert len(rows) == 2

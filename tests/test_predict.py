@@ -75,7 +75,7 @@ def test_predict_with_one_model_writes_every_row(cnn_run: Path, pets_root: Path,
 def test_bad_model_path_is_a_clear_error(tmp_path: Path, pets_root: Path, capsys: pytest.CaptureFixture):
     with pytest.raises(SystemExit) as exit_info:
         main(["-m", str(tmp_path / "missing.ckpt"), str(pets_root / "test")])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 1  # a missing file is a user error, not a config error (2)
     assert f"--model {tmp_path / 'missing.ckpt'}: no such file or folder" in capsys.readouterr().err
 
 

@@ -107,3 +107,19 @@ def test_failing_multirun_job_writes_error_json_and_the_sweep_goes_on(command: s
     assert [r["status"] for r in rows] == ["ok", "failed"]
     assert rows[1]["error"].startswith(error["type"])
     assert not math.isnan(float(rows[0]["val/acc"]))
+
+
+@pytest.mark.parametrize("module,args,message", [
+    ("lit_vision.predict", ["-m", "missing.ckpt", "."], "--model missing.ckpt: no such file or folder"),
+    ("lit_vision.compare", ["no_such_run"], "no_such_run: no metrics.json"),
+    ("lit_vision.sweeps", ["no_such_sweep"], "no_such_sweep is not a directory"),
+    ("lit_vision.export_backbone", ["missing.ckpt", "out.safetensors"], "checkpoint missing.ckpt does not exist"),
+])
+def test_argparse_commands_report_user_errors_like_the_hydra_ones(module: str, args: list[str], message: str,
+                                                                  tmp_path: Path) -> None:
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 1 and res.stderr.startswith("error: ") and message in res.stderr
+    assert "Traceback" not in res.stderr

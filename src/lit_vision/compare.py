@@ -28,6 +28,7 @@ from rich.table import Table
 
 from lit_vision.ensembles import majority_vote, mean_probability
 from lit_vision.errors import LitVisionError
+from lit_vision.runner import exit_on_user_error
 from lit_vision.runs import default_output, run_dir_of_checkpoint, run_name
 
 COLUMNS = ["model", "run", "val/acc", "test/acc", "test/precision", "test/recall", "test/f1", "test/auroc",
@@ -152,11 +153,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--ensemble", action="store_true", help="add mean-probability and majority-vote rows")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     out = args.out or default_output("compare", "compare")
-    try:
-        compare(args.runs, out, args.ensemble)
-    except LitVisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # plain: a path in a message must not be wrapped
-        raise SystemExit(2) from exc
+    exit_on_user_error(lambda: compare(args.runs, out, args.ensemble))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import torch
 
-from lit_vision.errors import LitVisionError
 from lit_vision.models.timm_net import WeightsError
+from lit_vision.runner import exit_on_user_error
 from lit_vision.training.checkpoints import read_checkpoint
 
 PREFIX = "net.backbone."
@@ -46,11 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("checkpoint", help="<run>/checkpoints/best.ckpt of a model=vgg16 (timm backbone) run")
     ap.add_argument("out", help="output file, .safetensors (recommended) or .pth")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        path = export_backbone(args.checkpoint, args.out)
-    except LitVisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
+    path = exit_on_user_error(lambda: export_backbone(args.checkpoint, args.out))
     print(f"backbone weights written to {path}; use them with model.net.weights={path}")
 
 

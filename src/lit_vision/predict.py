@@ -28,6 +28,7 @@ from rich.table import Table
 
 from lit_vision.errors import LitVisionError
 from lit_vision.inference import Results, collect_images, load_predictor, predict_images, unique_names
+from lit_vision.runner import exit_on_user_error
 from lit_vision.runs import default_output
 
 
@@ -126,12 +127,7 @@ def run(argv: Sequence[str], console: Console | None = None) -> Results:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The command: exit 2 with one line naming the culprit for a bad model path or an empty image list."""
-    try:
-        run(sys.argv[1:] if argv is None else argv)
-    except LitVisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # plain: a path in a message must not be wrapped
-        raise SystemExit(2) from exc
+    exit_on_user_error(lambda: run(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

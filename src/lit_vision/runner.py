@@ -20,7 +20,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
@@ -35,6 +35,7 @@ from lit_vision.sweep_summary import ERROR_FILE
 log = logging.getLogger("lit_vision")
 
 RunFn = Callable[[DictConfig], Mapping[str, Any] | None]
+T = TypeVar("T")
 EXIT_CONFIG, EXIT_OTHER = 2, 1
 
 
@@ -54,6 +55,15 @@ def record_failure(job_dir: Path, exc: BaseException) -> float:
 
 def exit_code(exc: BaseException) -> int:
     return EXIT_CONFIG if isinstance(exc, (ConfigError, HydraException, OmegaConfBaseException)) else EXIT_OTHER
+
+
+def exit_on_user_error(command: Callable[[], T]) -> T:
+    """For the argparse commands (predict, compare, export_backbone): the same message and exit codes."""
+    try:
+        return command()
+    except LitVisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # plain print: a path in a message must not be wrapped
+        sys.exit(exit_code(exc))
 
 
 def seed(value: int) -> None:

@@ -22,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from lit_vision.errors import LitVisionError
+
 log = logging.getLogger(__name__)
 
 #: metric columns of the summary besides the chosen metric (absent ones are left out)
@@ -179,6 +181,8 @@ def plot_summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], metric:
 def write_summary(sweep_dir: Path, metric: str, print_table: bool = True) -> dict[str, Any]:
     """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir``; return what was written."""
     sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise LitVisionError(f"{sweep_dir} is not a directory; pass a sweep dir, e.g. outputs/<task>/multiruns/<time>")
     jobs = collect_jobs(sweep_dir)
     header, rows = summary_rows(jobs, metric)
     keys = swept_keys(jobs)

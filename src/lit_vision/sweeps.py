@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from lit_vision.runner import exit_on_user_error
 from lit_vision.sweep_summary import write_summary
 
 
@@ -20,9 +21,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("metric", nargs="?", default="val/acc")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if not args.sweep_dir.is_dir():
-        parser.error(f"{args.sweep_dir} is not a directory (expected outputs/<task>/multiruns/<time>)")
-    write_summary(args.sweep_dir, args.metric)
+    exit_on_user_error(lambda: write_summary(args.sweep_dir, args.metric))
 
 
 if __name__ == "__main__":
