@@ -26,7 +26,6 @@ from lit_vision.training.classifier import ImageClassifier
 from lit_vision.training.distributed import check_launch, evaluation_trainer, quiet_non_zero_ranks
 
 
-
 def best_checkpoint(trainer: L.Trainer) -> str | None:
     cb = trainer.checkpoint_callback
     path = getattr(cb, "best_model_path", "") if cb is not None else ""
