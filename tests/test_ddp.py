@@ -58,8 +58,8 @@ def test_ddp_two_cpu_processes_one_run_dir_exact_counts(tmp_path: Path, odd_fold
     # 48 train images - 10% val = 43/44 per epoch, batch 8 per rank x 2 ranks -> 3 optimizer steps per epoch
     assert metrics["global_step"] == 2 * 3
     log = (out / "train.log").read_text()
-    assert log.count("artifacts written to") == 1 and log.count("data: {") == 1  # logged once, by rank 0
-    assert log.count("trainer.sync_batchnorm switched off") == 1
+    # every rank builds a trainer, so an unquiet rank 1 would log the switch-off line twice
+    assert log.count("artifacts written to") == 1 and log.count("trainer.sync_batchnorm switched off") == 1
     assert not list(out.glob("train_ddp_process_*"))  # children write no config/outputs of their own
 
 
