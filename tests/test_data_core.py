@@ -63,7 +63,7 @@ def test_split_is_seeded_stratified_and_disjoint():
 
 def test_datamodule_horse_split_and_batches(cifar_folders, tmp_path):
     dm = VisionDataModule(source="cifar10", root=str(cifar_folders), mapping={"positive": "horse"},
-                          val_fraction=0.25, batch_size=16, cache_dir=str(tmp_path / "c"), seed=3)
+                          val_fraction=0.25, batch_size=16, eval_batch_size=64, cache_dir=str(tmp_path / "c"), seed=3)
     dm.setup("fit")
     assert dm.class_names == ["not_horse", "horse"]
     assert len(dm.val_set) == 20 and dm.val_set.labels.sum() == 2  # stratified: 10% positives kept
@@ -71,7 +71,7 @@ def test_datamodule_horse_split_and_batches(cifar_folders, tmp_path):
     assert x.dtype == torch.uint8 and x.shape == (16, 3, 32, 32) and y.dtype == torch.int64
     assert len(dm.train_dataloader()) == 4  # 60 train images / 16, batch-at-a-time
     again = VisionDataModule(source="cifar10", root=str(cifar_folders), mapping={"positive": "horse"},
-                             val_fraction=0.25, cache_dir=str(tmp_path / "c"), seed=3)
+                             val_fraction=0.25, eval_batch_size=64, cache_dir=str(tmp_path / "c"), seed=3)
     again.setup("fit")
     assert dm.val_set.sources == again.val_set.sources
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 
@@ -14,8 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from lit_vision.data.arrays import ImageArrays, SourceSplits
 from lit_vision.data.augment import AugmentConfig, augment_batch
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights
-from lit_vision.data.sources import load_source
-from lit_vision.data.split import stratified_split
+from lit_vision.data.sources import check_channels, get_loader, load_source, loader_parameters, parse_image_size
+from lit_vision.data.split import check_fraction, stratified_split
 from lit_vision.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -44,56 +45,148 @@ def keep_batch(batch: Any) -> Any:
     return batch
 
 
+#: The data-module arguments (``data.<key>``: root, download, channels, image_size, cache_dir, skip_corrupt, seed)
+#: go to a loader only if it declares them. If it does not declare one of these, any value but the one meaning
+#: "not set" is refused (ConfigError naming ``data.<key>``), never ignored. The other three need no refusal:
+#: ``channels`` is checked on the loaded arrays, ``cache_dir`` is of no use to a source without a disk cache, and
+#: ``seed`` also seeds the module's own split.
+_REFUSED_UNLESS_UNSET: dict[str, Any] = {"root": None, "download": False, "image_size": None, "skip_corrupt": False}
+
+
+def _positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{key}={value!r} must be an integer >= 1; set it with {key}=<value>")
+    return int(value)
+
+
 class VisionDataModule(L.LightningDataModule):
     """Loads a source, maps its labels, splits validation from train and serves uint8 batches.
 
     Batches are converted to float in [0, 1] and augmented on the device the model is on
     (``on_after_batch_transfer``); normalisation belongs to the model so checkpoints carry it.
+
+    Defaults live in the data configs (``conf/``); the few defaults here agree with them, and ``eval_batch_size``
+    has none (the configs state it). Arguments are checked (:class:`ConfigError` naming ``data.<key>``) on the first
+    ``prepare_data``/``setup``, before any data is read; not in ``__init__``, because Hydra would wrap the error.
+
+    The source is read once per process: ``prepare_data`` loads it on local rank 0 and ``setup`` keeps the result;
+    both are no-ops once the data is loaded or set up. Other DDP ranks skip ``prepare_data`` and load in
+    ``setup``: folder sources memory-map the disk cache rank 0 wrote (waiting on its lock if it is still being
+    written), sources without a disk cache (digits, MNIST, CIFAR-10 batches) are read by the rank itself.
     """
 
     def __init__(self, source: str, root: str | None = None, download: bool = False, channels: int = 3,
                  image_size: int | Sequence[int] | None = None, mapping: Mapping[str, Any] | None = None,
-                 val_fraction: float = 0.1, use_source_val: bool = True, batch_size: int = 128,
-                 eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 42,
+                 val_fraction: float = 0.1, use_source_val: bool = True, batch_size: int = 128, *,
+                 eval_batch_size: int, num_workers: int = 0, seed: int = 42,
                  augment: Mapping[str, Any] | None = None, class_weighting: bool = False,
                  cache_dir: str | None = None, skip_corrupt: bool = False,
                  source_args: Mapping[str, Any] | None = None, name: str | None = None) -> None:
         super().__init__()
-        if int(batch_size) < 1:
-            raise ConfigError(f"data.batch_size={batch_size} must be a positive integer")
-        if not 0.0 < float(val_fraction) < 1.0:
-            raise ConfigError(f"data.val_fraction={val_fraction} must be strictly between 0 and 1")
         self.source = source
         self.name = name or source
-        self.source_kwargs = dict(root=root, download=download, channels=channels, image_size=image_size,
-                                  cache_dir=cache_dir, skip_corrupt=skip_corrupt, seed=seed,
-                                  **dict(source_args or {}))
+        self._given = dict(root=root, download=download, channels=channels, image_size=image_size,
+                           cache_dir=cache_dir, skip_corrupt=skip_corrupt, seed=seed)
+        self.source_args = dict(source_args or {})
         self.mapping = LabelMapping(**dict(mapping or {}))
-        self.val_fraction = float(val_fraction)
+        self.val_fraction = val_fraction
         self.use_source_val = use_source_val
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = int(seed)
         self.augment = AugmentConfig(**dict(augment or {}))
         self.class_weighting = class_weighting
+        self.source_kwargs: dict[str, Any] | None = None  # what the loader is called with, after _check()
         self._loaded: SourceSplits | None = None
         self.train_set: ImageArrays | None = None
         self.val_set: ImageArrays | None = None
         self.test_set: ImageArrays | None = None
 
-    # --- loading -------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Decode and cache once (rank 0); ``setup`` then memory-maps the cache on every rank.
+    # --- checking the arguments ------------------------------------------------------------------
+    def _check(self) -> dict[str, Any]:
+        """Validate the arguments and work out the loader's keyword arguments (once)."""
+        if self.source_kwargs is not None:
+            return self.source_kwargs
+        self.batch_size = _positive_int(self.batch_size, "data.batch_size")
+        self.eval_batch_size = _positive_int(self.eval_batch_size, "data.eval_batch_size")
+        self.val_fraction = check_fraction(self.val_fraction, "data.val_fraction")
+        check_channels(self._given["channels"])
+        parse_image_size(self._given["image_size"])
+        loader = get_loader(self.source)
+        declared, takes_any = loader_parameters(loader)
+        own_args = sorted(set(declared) - set(self._given))
+        kwargs: dict[str, Any] = {}
+        for key, value in self._given.items():
+            if takes_any or key in declared:
+                kwargs[key] = value
+            elif key in _REFUSED_UNLESS_UNSET and value != _REFUSED_UNLESS_UNSET[key]:
+                unset = _REFUSED_UNLESS_UNSET[key]
+                raise ConfigError(
+                    f"data.{key}={value!r} is not used by data.source={self.source}; remove it (data.{key}="
+                    f"{'null' if unset is None else str(unset).lower()}) or pick a source that uses it")
+        for key, value in self.source_args.items():
+            if key in self._given:
+                raise ConfigError(f"data.source_args.{key}: {key} is a data-module setting; set data.{key} instead")
+            if not takes_any and key not in declared:
+                accepted = (f"the accepted source_args are {own_args}" if own_args else
+                            "it takes no source_args (data.source_args={})")
+                raise ConfigError(f"data.source_args.{key} is not an argument of data.source={self.source}; "
+                                  f"{accepted}. Fix the name or remove it.")
+            kwargs[key] = value
+        missing = [k for k, p in declared.items() if p.default is p.empty and k not in kwargs]
+        if missing:
+            raise ConfigError(f"data.source={self.source} needs data.source_args.{missing[0]} (required: {missing})")
+        self.source_kwargs = kwargs
+        return kwargs
 
-        The loaded splits are kept so ``setup`` in the same process does not read the source a second time
-        (sources without a disk cache, such as torchvision's MNIST/CIFAR files, would otherwise be parsed twice)."""
-        self._loaded = load_source(self.source, **self.source_kwargs)
+    def _check_loaded(self, splits: SourceSplits) -> SourceSplits:
+        """A loader that did not honour data.channels / data.image_size is an error, never a silent mismatch."""
+        channels = int(self._given["channels"])
+        size = parse_image_size(self._given["image_size"])
+        for split, arrays in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+            if arrays is None:
+                continue
+            if arrays.channels != channels:
+                raise ConfigError(f"data.source={self.source} gave {arrays.channels}-channel {split} images, but "
+                                  f"data.channels={channels}; set data.channels={arrays.channels}")
+            if size is not None and arrays.image_size != size:
+                raise ConfigError(f"data.source={self.source} gave {list(arrays.image_size)} {split} images, but "
+                                  f"data.image_size={list(size)}; set data.image_size={list(arrays.image_size)} "
+                                  "or null")
+        return splits
+
+    # --- loading -------------------------------------------------------------------------------
+    def _local_rank(self) -> int:
+        """The trainer's local rank; before a Trainer exists, the launcher's (LOCAL_RANK, SLURM_LOCALID)."""
+        trainer = self.trainer
+        if trainer is not None:
+            return int(trainer.local_rank)
+        for var in ("LOCAL_RANK", "SLURM_LOCALID"):
+            value = os.environ.get(var, "")
+            if value.isdigit():
+                return int(value)
+        return 0
+
+    def _load(self) -> SourceSplits:
+        return self._check_loaded(load_source(self.source, **self._check()))
+
+    def prepare_data(self) -> None:
+        """Decode (and write the disk cache) once, on local rank 0; a no-op once the data is loaded or set up.
+
+        Lightning calls this before each fit/validate/test (on local rank 0 only) and ``build_datamodule`` calls
+        it before the Trainer exists (on every rank): only the first call on local rank 0 reads the source."""
+        self._check()
+        if self._loaded is not None or self.train_set is not None or self._local_rank() != 0:
+            return
+        self._loaded = self._load()
 
     def setup(self, stage: str | None = None) -> None:
+        """Map labels and split, once; loads the source here only if ``prepare_data`` did not (other ranks)."""
+        self._check()
         if self.train_set is not None:
             return
-        splits: SourceSplits = self._loaded or load_source(self.source, **self.source_kwargs)
+        splits: SourceSplits = self._loaded if self._loaded is not None else self._load()
         self._loaded = None
         train = apply_mapping(splits.train, self.mapping, "train", self.seed)
         if splits.val is not None and self.use_source_val:

@@ -1,7 +1,10 @@
 """Decode folders of class sub-folders (``<root>/<class>/<image>``) into uint8 arrays.
 
-Every file is decoded; files that fail are collected with their reason and reported together,
-never silently dropped (unless ``skip_corrupt`` is set, and then they are still listed).
+As torchvision's ``ImageFolder``: only files with an image extension (:data:`IMAGE_EXTENSIONS`) are read. Anything
+else in a class folder (``readme.txt``, ``Thumbs.db``, ``.DS_Store``, a sub-folder) is not read, and is counted and
+named in one warning per folder tree. A class folder without any image file is refused (:class:`DataNotFoundError`).
+Every image file is decoded upright (its EXIF orientation applied); image files that fail are collected with their
+reason and reported together, never silently dropped (unless ``skip_corrupt`` is set, and then they are still listed).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from rich.progress import track
 
 from lit_vision.data.arrays import ImageArrays
@@ -25,6 +28,11 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 #: Guard against decompression bombs: more pixels than this is refused (PIL's own default is 89M).
 MAX_IMAGE_PIXELS = 50_000_000
+#: The one resampling filter of the project: folder images and in-memory arrays (:func:`resize_images`) are resized
+#: alike. PIL's bilinear filter widens with the scale factor when shrinking, so downsizing is antialiased.
+RESAMPLE = Image.Resampling.BILINEAR
+#: How many ignored (non-image) entries the warning names before it only counts them.
+IGNORED_NAMED = 5
 
 
 def is_image_file(path: Path) -> bool:
@@ -42,17 +50,42 @@ def list_class_folders(root: Path) -> list[str]:
 
 
 def list_files(root: Path, class_names: Sequence[str]) -> tuple[list[Path], np.ndarray]:
-    """All files under ``root/<class>/`` (every file, so non-images are reported, not ignored)."""
+    """The image files (:func:`is_image_file`) in ``root/<class>/``, sorted by class then name.
+
+    Other entries (``readme.txt``, ``Thumbs.db``, ``.DS_Store``, sub-folders) are not read: they are counted and
+    named in ONE warning for ``root``. A class folder that holds no image file is refused with
+    :class:`DataNotFoundError` (a class without examples cannot be learnt or scored). A class folder that does not
+    exist under ``root`` is allowed (a test folder may lack a class of train).
+    """
     paths: list[Path] = []
     labels: list[int] = []
+    ignored: list[str] = []
+    empty: list[str] = []
     for label, name in enumerate(class_names):
         folder = root / name
         if not folder.is_dir():
             continue
+        n_images = 0
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.is_file() and not entry.name.startswith("."):
-                paths.append(Path(entry.path))
+            path = Path(entry.path)
+            if entry.is_file() and is_image_file(path):
+                paths.append(path)
                 labels.append(label)
+                n_images += 1
+            else:
+                ignored.append(f"{name}/{entry.name}{'/' if entry.is_dir() else ''}")
+        if n_images == 0:
+            empty.append(str(folder))
+    if empty:
+        raise DataNotFoundError(
+            f"class folder(s) without any image file: {empty} (image files end in "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}). A class needs images to be trained and tested on.\n"
+            "Fix: delete the empty folder (the class is then not part of the data) or add images to it.")
+    if ignored:
+        named = ", ".join(ignored[:IGNORED_NAMED]) + (f", … ({len(ignored) - IGNORED_NAMED} more)"
+                                                      if len(ignored) > IGNORED_NAMED else "")
+        log.warning("%s: %d entr%s without an image extension not read: %s", root, len(ignored),
+                    "y" if len(ignored) == 1 else "ies", named)
     return paths, np.asarray(labels, dtype=np.int64)
 
 
@@ -67,8 +100,17 @@ def fingerprint(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF Orientation tag: a phone stores a portrait photo sideways plus a tag saying how to turn it."""
+    orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    return ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
+
+
 def decode_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """Decode one file to uint8 ``(C, H, W)``; raises with a readable reason on any failure."""
+    """Decode one file to uint8 ``(C, H, W)``, upright (EXIF orientation applied), converted to ``channels`` and
+    resized to ``size`` with :data:`RESAMPLE`; raises with a readable reason on any failure.
+
+    Training (folder sources) and prediction (:mod:`lit_vision.inference`) both decode through this function."""
     if path.stat().st_size == 0:
         raise ValueError("empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -78,11 +120,28 @@ def decode_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"image is {img.width}x{img.height}, over the {MAX_IMAGE_PIXELS:,}-pixel "
                                  "decompression-bomb guard")
+            img = upright(img)
             img = img.convert("L" if channels == 1 else "RGB")
             if size is not None and (img.height, img.width) != tuple(size):
-                img = img.resize((size[1], size[0]), Image.BILINEAR)
+                img = img.resize((size[1], size[0]), RESAMPLE)
             array = np.asarray(img, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """uint8 ``(N, C, H, W)`` (C = 1 or 3) → ``(N, C, *size)``, resampled exactly as :func:`decode_image` resizes
+    (PIL, :data:`RESAMPLE`); returned unchanged when ``size`` is ``None`` or already the size."""
+    n, c, h, w = images.shape
+    if size is None or (h, w) == tuple(size):
+        return images
+    if c not in (1, 3):
+        raise ConfigError(f"cannot resize {c}-channel images; data.channels must be 1 or 3")
+    out = np.empty((n, c, size[0], size[1]), dtype=np.uint8)
+    for i in range(n):
+        pixels = images[i, 0] if c == 1 else np.ascontiguousarray(images[i].transpose(1, 2, 0))
+        resized = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((size[1], size[0]), RESAMPLE))
+        out[i] = resized[None] if c == 1 else resized.transpose(2, 0, 1)
+    return out
 
 
 def _decode_or_reason(args: tuple[Path, int, tuple[int, int] | None]) -> np.ndarray | str:

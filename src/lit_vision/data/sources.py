@@ -2,11 +2,19 @@
 
 One registry, ``SOURCES``, maps the ``data.source`` config value to a loader. Every loader takes a local
 ``root`` (offline use) and, where the dataset is downloadable, ``download=True`` for online users.
+
+Every loader honours ``channels`` (1 or 3) and ``image_size`` (``[H, W]``, an int for a square, or ``None`` for the
+source's own size): folder sources decode to that size (the size is part of their cache key), array sources
+(digits, MNIST, Fashion-MNIST, CIFAR-10 batches) convert and resize in memory with the same resampling
+(:func:`~lit_vision.data.image_folder.resize_images`). A loader declares every argument it takes; there is no
+catch-all, and :func:`load_source` refuses an argument the loader does not declare.
 """
 
 from __future__ import annotations
 
+import inspect
 import pickle
+from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,7 +22,8 @@ import numpy as np
 
 from lit_vision.data.arrays import ImageArrays, SourceSplits
 from lit_vision.data.cache import cached
-from lit_vision.data.image_folder import fingerprint, list_class_folders, list_files, load_image_folders, decode_files
+from lit_vision.data.image_folder import (decode_files, fingerprint, list_class_folders, list_files, load_image_folders,
+                                          resize_images)
 from lit_vision.errors import ConfigError, DataNotFoundError
 
 SourceLoader = Callable[..., SourceSplits]
@@ -30,22 +39,61 @@ def register_source(name: str) -> Callable[[SourceLoader], SourceLoader]:
     return wrap
 
 
-def load_source(name: str, **kwargs: Any) -> SourceSplits:
+def get_loader(name: str) -> SourceLoader:
     if name not in SOURCES:
         raise ConfigError(f"data.source={name!r} is not a known source; choose one of {sorted(SOURCES)}")
-    return SOURCES[name](**kwargs)
+    return SOURCES[name]
 
 
-def _size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
+def loader_parameters(loader: SourceLoader) -> tuple[dict[str, inspect.Parameter], bool]:
+    """The keyword arguments ``loader`` declares (by name), and whether it also takes ``**kwargs``."""
+    params = inspect.signature(loader).parameters  # follows functools.wraps (__wrapped__)
+    named = {n: p for n, p in params.items()
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    return named, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def load_source(name: str, **kwargs: Any) -> SourceSplits:
+    """Call the loader registered as ``name``; an argument it does not declare is a :class:`ConfigError`."""
+    loader = get_loader(name)
+    declared, takes_any = loader_parameters(loader)
+    unknown = sorted(set(kwargs) - set(declared))
+    if unknown and not takes_any:
+        raise ConfigError(f"data.source={name!r} does not take {unknown}; it accepts {sorted(declared)}")
+    return loader(**kwargs)
+
+
+def parse_image_size(image_size: Any) -> tuple[int, int] | None:
+    """``data.image_size``: ``None`` (the source's own size), a positive int (a square) or ``[H, W]``."""
+    def is_positive_int(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+
     if image_size is None:
         return None
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    return (int(image_size[0]), int(image_size[1]))
+    if is_positive_int(image_size):
+        return int(image_size), int(image_size)
+    if (isinstance(image_size, SequenceABC) and not isinstance(image_size, str) and len(image_size) == 2
+            and all(is_positive_int(v) for v in image_size)):
+        return int(image_size[0]), int(image_size[1])
+    raise ConfigError(f"data.image_size={_show(image_size)} is invalid: give [H, W] with two positive integers "
+                      "(e.g. data.image_size=[32,32]), or null to keep the source's own size")
+
+
+def check_channels(channels: Any) -> int:
+    """``data.channels``: 1 (grayscale) or 3 (RGB)."""
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels not in (1, 3):
+        raise ConfigError(f"data.channels={_show(channels)} is invalid: use data.channels=1 (grayscale) "
+                          "or data.channels=3 (RGB)")
+    return int(channels)
+
+
+def _show(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, SequenceABC) and not isinstance(value, str) else repr(value)
 
 
 def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     """(N, H, W) or (N, H, W, C) uint8 → (N, channels, H, W)."""
+    channels = check_channels(channels)
     if images.ndim == 3:
         images = images[:, None]
     else:
@@ -60,9 +108,24 @@ def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     raise ConfigError(f"cannot convert {images.shape[1]}-channel images to data.channels={channels}")
 
 
+def _pixels(images: np.ndarray, channels: int, image_size: Any) -> np.ndarray:
+    """Arrays in memory → ``(N, channels, *image_size)``: channels converted first, then resized (as decoding does)."""
+    size = parse_image_size(image_size)
+    return resize_images(_to_channels(images, channels), size)
+
+
+def _root(root: str | None, source: str, example: str) -> Path:
+    if root is None:
+        raise ConfigError(f"data.source={source} needs data.root (the folder holding the data, e.g. "
+                          f"data.root={example})")
+    return Path(root).expanduser()
+
+
 @register_source("digits")
-def load_digits(channels: int = 1, test_fraction: float = 0.2, seed: int = 0, **_: Any) -> SourceSplits:
-    """scikit-learn's bundled 8x8 digits (1,797 images): works anywhere, offline, in seconds."""
+def load_digits(channels: int = 1, image_size: Any = None, test_fraction: float = 0.2,
+                seed: int = 0) -> SourceSplits:
+    """scikit-learn's bundled 8x8 digits (1,797 images): works anywhere, offline, in seconds (no disk cache)."""
+    channels, size = check_channels(channels), parse_image_size(image_size)
     from sklearn.datasets import load_digits as sk_digits
 
     from lit_vision.data.split import stratified_split
@@ -70,12 +133,12 @@ def load_digits(channels: int = 1, test_fraction: float = 0.2, seed: int = 0, **
     bunch = sk_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
     labels = bunch.target.astype(np.int64)
-    arrays = ImageArrays(_to_channels(images, channels), labels, [str(c) for c in range(10)])
-    train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+    arrays = ImageArrays(_pixels(images, channels, size), labels, [str(c) for c in range(10)])
+    train_idx, test_idx = stratified_split(labels, test_fraction, seed, key="data.source_args.test_fraction")
     return SourceSplits(train=arrays.subset(train_idx), test=arrays.subset(test_idx))
 
 
-def _torchvision(cls_name: str, root: Path, download: bool, channels: int) -> SourceSplits:
+def _torchvision(cls_name: str, root: Path, download: bool, channels: int, image_size: Any) -> SourceSplits:
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, cls_name)
@@ -84,7 +147,7 @@ def _torchvision(cls_name: str, root: Path, download: bool, channels: int) -> So
         ds = cls(root=str(root), train=train, download=download)
         data = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)
         targets = np.asarray(ds.targets, dtype=np.int64)
-        splits[split] = ImageArrays(_to_channels(data, channels), targets, list(ds.classes))
+        splits[split] = ImageArrays(_pixels(data, channels, image_size), targets, list(ds.classes))
     return SourceSplits(**splits)
 
 
@@ -95,27 +158,34 @@ def _missing(name: str, root: Path, layouts: str, example: str) -> DataNotFoundE
         "or pass data.download=true on a machine with internet access.")
 
 
-def _torchvision_idx(name: str, cls_name: str, root: Path, download: bool, channels: int) -> SourceSplits:
-    raw = root / cls_name / "raw"
-    alt = root / "raw"
+def _torchvision_idx(name: str, cls_name: str, source: str, root: str | None, download: bool, channels: int,
+                     image_size: Any) -> SourceSplits:
+    channels, size = check_channels(channels), parse_image_size(image_size)  # bad values fail before any read
+    path = _root(root, source, "../shared/datasets")
+    raw = path / cls_name / "raw"
+    alt = path / "raw"
     if not raw.is_dir() and alt.is_dir():
-        root = root.parent  # data.root pointed at <root>/<Name> itself
+        path = path.parent  # data.root pointed at <root>/<Name> itself
     elif not raw.is_dir() and not download:
-        raise _missing(name, root, f"{root}/{cls_name}/raw/*-ubyte (torchvision layout)", "../shared/datasets")
+        raise _missing(name, path, f"{path}/{cls_name}/raw/*-ubyte (torchvision layout)", "../shared/datasets")
     try:
-        return _torchvision(cls_name, root, download, channels)
+        return _torchvision(cls_name, path, download, channels, size)
     except RuntimeError as exc:
-        raise _missing(name, root, f"{root}/{cls_name}/raw/*-ubyte ({exc})", "../shared/datasets") from exc
+        raise _missing(name, path, f"{path}/{cls_name}/raw/*-ubyte ({exc})", "../shared/datasets") from exc
 
 
 @register_source("mnist")
-def load_mnist(root: str, download: bool = False, channels: int = 1, **_: Any) -> SourceSplits:
-    return _torchvision_idx("MNIST", "MNIST", Path(root), download, channels)
+def load_mnist(root: str | None = None, download: bool = False, channels: int = 1,
+               image_size: Any = None) -> SourceSplits:
+    """MNIST (28x28) in torchvision's layout ``<root>/MNIST/raw/*-ubyte``; no disk cache (parsed in a second)."""
+    return _torchvision_idx("MNIST", "MNIST", "mnist", root, download, channels, image_size)
 
 
 @register_source("fashion_mnist")
-def load_fashion_mnist(root: str, download: bool = False, channels: int = 1, **_: Any) -> SourceSplits:
-    return _torchvision_idx("Fashion-MNIST", "FashionMNIST", Path(root), download, channels)
+def load_fashion_mnist(root: str | None = None, download: bool = False, channels: int = 1,
+                       image_size: Any = None) -> SourceSplits:
+    """Fashion-MNIST (28x28) in torchvision's layout ``<root>/FashionMNIST/raw/*-ubyte``; no disk cache."""
+    return _torchvision_idx("Fashion-MNIST", "FashionMNIST", "fashion_mnist", root, download, channels, image_size)
 
 
 def _cached_folder(root: Path, channels: int, size: tuple[int, int] | None, cache_dir: str | None,
@@ -147,14 +217,15 @@ def _folder_splits(root: Path, channels: int, size: tuple[int, int] | None, cach
 
 
 @register_source("cifar10")
-def load_cifar10(root: str, download: bool = False, channels: int = 3, image_size: Any = None,
-                 cache_dir: str | None = None, skip_corrupt: bool = False, **_: Any) -> SourceSplits:
+def load_cifar10(root: str | None = None, download: bool = False, channels: int = 3, image_size: Any = None,
+                 cache_dir: str | None = None, skip_corrupt: bool = False) -> SourceSplits:
     """CIFAR-10 from torchvision's ``cifar-10-batches-py/`` or from an image-folder export.
 
-    The layout is detected: ``<root>/cifar-10-batches-py`` (or ``root`` being that folder) → torchvision;
-    ``<root>/train/<class>/`` → image folders.
+    The layout is detected: ``<root>/cifar-10-batches-py`` (or ``root`` being that folder) → torchvision (read
+    in memory, no disk cache); ``<root>/train/<class>/`` → image folders (decoded once into ``cache_dir``).
     """
-    path = Path(root).expanduser()
+    channels, size = check_channels(channels), parse_image_size(image_size)
+    path = _root(root, "cifar10", "../shared/datasets/cifar10-jpeg")
     if path.name == "cifar-10-batches-py" and path.is_dir():
         path = path.parent
     if download and not (path / "cifar-10-batches-py").is_dir() and not (path / "train").is_dir():
@@ -162,9 +233,9 @@ def load_cifar10(root: str, download: bool = False, channels: int = 3, image_siz
 
         tvd.CIFAR10(root=str(path), train=True, download=True)  # fetches and verifies the archive
     if (path / "cifar-10-batches-py").is_dir():
-        return read_cifar_batches(path / "cifar-10-batches-py", channels)
+        return read_cifar_batches(path / "cifar-10-batches-py", channels, size)
     if (path / "train").is_dir():
-        return _folder_splits(path, channels, _size(image_size), cache_dir, skip_corrupt)
+        return _folder_splits(path, channels, size, cache_dir, skip_corrupt)
     raise _missing("CIFAR-10", path, f"{path}/cifar-10-batches-py/ (torchvision) or {path}/train/<class>/*.jpg "
                    f"and {path}/test/<class>/*.jpg (image folders)", "../shared/datasets/cifar10-jpeg")
 
@@ -186,7 +257,7 @@ def _unpickle(path: Path) -> dict:
         return _NumpyOnlyUnpickler(f, encoding="latin1").load()
 
 
-def read_cifar_batches(folder: Path, channels: int = 3) -> SourceSplits:
+def read_cifar_batches(folder: Path, channels: int = 3, image_size: Any = None) -> SourceSplits:
     """Read torchvision's ``cifar-10-batches-py`` (data_batch_1..5, test_batch, batches.meta)."""
     meta_path = folder / "batches.meta"
     names = [str(n) for n in _unpickle(meta_path)["label_names"]] if meta_path.exists() else CIFAR10_CLASSES
@@ -198,39 +269,46 @@ def read_cifar_batches(folder: Path, channels: int = 3) -> SourceSplits:
         batches = [_unpickle(f) for f in files]
         data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
         labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
-        return ImageArrays(_to_channels(data.transpose(0, 2, 3, 1), channels), labels, names)
+        return ImageArrays(_pixels(data.transpose(0, 2, 3, 1), channels, image_size), labels, names)
 
     train = read([folder / f"data_batch_{i}" for i in range(1, 6)])
     return SourceSplits(train=train, test=read([folder / "test_batch"]))
 
 
 @register_source("fer2013")
-def load_fer2013(root: str, channels: int = 1, image_size: Any = 48, cache_dir: str | None = None,
-                 skip_corrupt: bool = False, **_: Any) -> SourceSplits:
-    """FER2013 in the Kaggle layout: ``<root>/train/<emotion>/*.jpg`` and ``<root>/test/<emotion>/*.jpg``."""
-    path = Path(root).expanduser()
+def load_fer2013(root: str | None = None, channels: int = 1, image_size: Any = None, cache_dir: str | None = None,
+                 skip_corrupt: bool = False) -> SourceSplits:
+    """FER2013 in the Kaggle layout: ``<root>/train/<emotion>/*.jpg`` and ``<root>/test/<emotion>/*.jpg`` (48x48)."""
+    channels, size = check_channels(channels), parse_image_size(image_size)
+    path = _root(root, "fer2013", "../shared/datasets/fer2013")
     if not (path / "train").is_dir():
         raise _missing("FER2013", path, f"{path}/train/<emotion>/*.jpg and {path}/test/<emotion>/*.jpg "
                        "(Kaggle msambare/fer2013 layout)", "../shared/datasets/fer2013")
-    return _folder_splits(path, channels, _size(image_size), cache_dir, skip_corrupt)
+    return _folder_splits(path, channels, size, cache_dir, skip_corrupt)
 
 
 @register_source("image_folder")
 def load_folders(train_dirs: Sequence[str] | str | None = None, val_dir: str | None = None,
                  test_dir: str | None = None, root: str | None = None, channels: int = 3,
                  image_size: Any = None, cache_dir: str | None = None, skip_corrupt: bool = False,
-                 class_names: Sequence[str] | None = None, **_: Any) -> SourceSplits:
+                 class_names: Sequence[str] | None = None) -> SourceSplits:
     """Any folders of class sub-folders: several train dirs are concatenated; val and test are optional.
 
-    With only ``root`` set, ``<root>/train``, ``<root>/val`` and ``<root>/test`` are used.
+    Either ``root`` (``<root>/train``, optional ``<root>/val`` and ``<root>/test``) or ``train_dirs`` with optional
+    ``val_dir``/``test_dir``; both at once is refused (one of them would be ignored).
     """
-    if train_dirs is None:
+    channels, size = check_channels(channels), parse_image_size(image_size)
+    if root is not None and (train_dirs or val_dir or test_dir):
+        given = [f"data.source_args.{k}" for k, v in (("train_dirs", train_dirs), ("val_dir", val_dir),
+                                                       ("test_dir", test_dir)) if v]
+        raise ConfigError(f"data.source=image_folder got both data.root={root} and {', '.join(given)}; set one: "
+                          "data.root=<dir> (with <dir>/train, optional <dir>/val and <dir>/test) or "
+                          "data.source_args.train_dirs (with optional val_dir and test_dir)")
+    if not train_dirs:
         if root is None:
             raise ConfigError("data.source=image_folder needs data.source_args.train_dirs or data.root")
-        return _folder_splits(Path(root).expanduser(), channels, _size(image_size), cache_dir,
-                              skip_corrupt, class_names)
+        return _folder_splits(Path(root).expanduser(), channels, size, cache_dir, skip_corrupt, class_names)
     dirs = [train_dirs] if isinstance(train_dirs, str) else list(train_dirs)
-    size = _size(image_size)
     names = list(class_names) if class_names else list_class_folders(Path(dirs[0]).expanduser())
     parts = [_cached_folder(Path(d).expanduser(), channels, size, cache_dir, skip_corrupt, names, "train")
              for d in dirs]
@@ -244,4 +322,5 @@ def load_folders(train_dirs: Sequence[str] | str | None = None, val_dir: str | N
     return SourceSplits(**out)
 
 
-__all__ = ["SOURCES", "register_source", "load_source", "load_image_folders"]
+__all__ = ["SOURCES", "register_source", "load_source", "get_loader", "loader_parameters", "parse_image_size",
+           "check_channels", "load_image_folders"]

@@ -8,10 +8,20 @@ from sklearn.model_selection import train_test_split
 from lit_vision.errors import ConfigError
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return sorted (train_index, val_index); identical for identical labels, fraction and seed."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction={val_fraction} must be strictly between 0 and 1")
+def check_fraction(value: object, key: str = "data.val_fraction") -> float:
+    """A held-out fraction: a number strictly between 0 and 1; ``key`` names the config key in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0.0 < float(value) < 1.0:
+        raise ConfigError(f"{key}={value!r} must be a number strictly between 0 and 1 (e.g. {key}=0.1)")
+    return float(value)
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int,
+                     key: str = "data.val_fraction") -> tuple[np.ndarray, np.ndarray]:
+    """Return sorted (train_index, val_index); identical for identical labels, fraction and seed.
+
+    ``key`` is the config key the fraction came from, named in the error for a value outside (0, 1)."""
+    val_fraction = check_fraction(val_fraction, key)
     index = np.arange(len(labels))
     counts = np.bincount(labels)
     n_val = int(np.ceil(val_fraction * len(labels)))
