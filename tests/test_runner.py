@@ -61,6 +61,7 @@ def test_every_command_reports_missing_data_with_exit_1(command: str, tmp_path: 
     ("data=no_such_data", "no_such_data"),          # unknown config group option
     ("model.optimizer.lrr=0.1", "lrr"),             # key that does not exist (typo)
     ("trainer.max_epochs=[", "trainer.max_epochs"),  # unparsable override
+    ("logger=null", "logger"),                      # Hydra's ValueError for a null group choice
 ])
 def test_bad_command_line_is_a_config_error_exit_2(override: str, expected: str, tmp_path: Path, monkeypatch,
                                                    capsys) -> None:

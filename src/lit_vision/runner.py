@@ -90,17 +90,20 @@ def execute(run: RunFn, cfg: DictConfig) -> float | None:
 
 
 def culprit(args: list[str]) -> str:
-    """``"in 'key=[': "`` for the first command-line override Hydra's grammar cannot parse, else ``""``."""
+    """``"in 'key=[': "`` for the command-line override Hydra refused without naming it, else ``""``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    for arg in args:
-        if arg.startswith("-"):
-            continue
+    overrides = [a for a in args if not a.startswith("-")]
+    for arg in overrides:
         try:
             parser.parse_overrides([arg])
         except HydraException:
             return f"in {arg!r}: "
+    for arg in overrides:  # `group=null` is refused by Hydra without naming the group
+        key, _, value = arg.partition("=")
+        if value == "null" and "." not in key and not key.startswith(("+", "~")):
+            return f"in {arg!r} (to leave a config group out write ~{key}): "
     return ""
 
 
@@ -108,8 +111,12 @@ def hydra_command(config_name: str, run: RunFn) -> Callable[[], Any]:
     """The ``main()`` of a command: Hydra composes ``conf/<config_name>.yaml`` and :func:`execute` runs it."""
     import hydra
 
+    started = False
+
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
     def task(cfg: DictConfig) -> float | None:
+        nonlocal started
+        started = True
         return execute(run, cfg)
 
     def main() -> Any:
@@ -119,7 +126,9 @@ def hydra_command(config_name: str, run: RunFn) -> Callable[[], Any]:
         os.environ["HYDRA_FULL_ERROR"] = "1"
         try:
             return task()
-        except (HydraException, OmegaConfBaseException) as exc:
+        except (HydraException, OmegaConfBaseException, ValueError) as exc:
+            if started and not isinstance(exc, (HydraException, OmegaConfBaseException)):
+                raise  # a ValueError from inside the job is a bug, not a command-line mistake
             print(f"config error: {culprit(sys.argv[1:])}{exc}\nSee the options with --help.", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
         finally:
