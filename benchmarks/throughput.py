@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     register_source("benchmark")(lambda **_: load_cifar(args.data, args.cache_dir))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={args.model}"])
-    dm = VisionDataModule(source="benchmark", batch_size=args.batch, val_fraction=0.02)
+    dm = VisionDataModule(source="benchmark", batch_size=args.batch, eval_batch_size=512, val_fraction=0.02)
     dm.setup("fit")
     table = Table(title=f"training images/s — {args.model}, batch {args.batch}, {args.data}, "
                         f"{torch.get_num_threads()} threads, median of {args.repeats}")

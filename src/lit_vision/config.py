@@ -7,13 +7,13 @@ any directory. Validation runs before any data is loaded, so a typo costs a seco
 
 from __future__ import annotations
 
-import math
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from lit_vision.checks import fraction, non_negative_number, positive_int, positive_number
 from lit_vision.errors import ConfigError
 
 from lit_vision.runs import project_root
@@ -31,40 +31,21 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
-def _get(cfg: DictConfig, key: str, default: Any = None) -> Any:
-    value = OmegaConf.select(cfg, key, default=default)
-    return value
-
-
-def _positive_number(cfg: DictConfig, key: str) -> None:
-    value = _get(cfg, key)
-    if value is None:
-        return
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{key}={value!r} must be a positive number; set it with {key}=<value>")
-
-
-def _positive_int(cfg: DictConfig, key: str) -> None:
-    value = _get(cfg, key)
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{key}={value!r} must be an integer >= 1; set it with {key}=<value>")
+def _check(cfg: DictConfig, key: str, check: Callable[[Any, str], Any]) -> None:
+    """Run ``check`` on ``cfg[key]`` when the command's config has that key."""
+    value = OmegaConf.select(cfg, key, default=None)
+    if value is not None:
+        check(value, key)
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Check the values users most often get wrong; raise :class:`ConfigError` naming key and fix."""
-    _positive_number(cfg, "model.optimizer.lr")
-    _positive_int(cfg, "data.batch_size")
-    _positive_int(cfg, "trainer.max_epochs")
-    vf = _get(cfg, "data.val_fraction")
-    if vf is not None and (not isinstance(vf, (int, float)) or not 0.0 < float(vf) < 1.0):
-        raise ConfigError(f"data.val_fraction={vf!r} must be strictly between 0 and 1 (e.g. data.val_fraction=0.1)")
-    wd = _get(cfg, "model.optimizer.weight_decay", 0.0) or 0.0
-    if wd < 0:
-        raise ConfigError(f"model.optimizer.weight_decay={wd} must be >= 0")
-    precision = str(_get(cfg, "trainer.precision", "32"))
-    accelerator = str(_get(cfg, "trainer.accelerator", "auto"))
+    for key, check in (("model.optimizer.lr", positive_number), ("model.optimizer.weight_decay", non_negative_number),
+                       ("data.batch_size", positive_int), ("data.eval_batch_size", positive_int),
+                       ("data.val_fraction", fraction), ("trainer.max_epochs", positive_int)):
+        _check(cfg, key, check)
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default="32"))
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     if precision.startswith("16") and (accelerator == "cpu" or (accelerator == "auto" and not _cuda())):
         raise ConfigError(f"trainer.precision={precision} needs a CUDA GPU; on CPU use trainer.precision=bf16-mixed "
                           "(fast on CPUs with AMX/AVX-512-BF16) or trainer.precision=32")

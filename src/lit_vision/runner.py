@@ -120,6 +120,8 @@ def hydra_command(config_name: str, run: RunFn) -> Callable[[], Any]:
         return execute(run, cfg)
 
     def main() -> Any:
+        nonlocal started
+        started = False
         # Hydra reports a bad override or config with exit code 1 and a hint; we raise it (HYDRA_FULL_ERROR) to
         # report it as the config error it is: exit 2 and one line naming the key or option.
         previous = os.environ.get("HYDRA_FULL_ERROR")

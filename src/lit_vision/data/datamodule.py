@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_vision.checks import fraction, positive_int
 from lit_vision.data.arrays import ImageArrays, SourceSplits
 from lit_vision.data.augment import AugmentConfig, augment_batch
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights
 from lit_vision.data.sources import check_channels, get_loader, load_source, loader_parameters, parse_image_size
-from lit_vision.data.split import check_fraction, stratified_split
+from lit_vision.data.split import stratified_split
 from lit_vision.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,6 @@ def keep_batch(batch: Any) -> Any:
 #: ``channels`` is checked on the loaded arrays, ``cache_dir`` is of no use to a source without a disk cache, and
 #: ``seed`` also seeds the module's own split.
 _REFUSED_UNLESS_UNSET: dict[str, Any] = {"root": None, "download": False, "image_size": None, "skip_corrupt": False}
-
-
-def _positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{key}={value!r} must be an integer >= 1; set it with {key}=<value>")
-    return int(value)
 
 
 class VisionDataModule(L.LightningDataModule):
@@ -108,9 +103,9 @@ class VisionDataModule(L.LightningDataModule):
         """Validate the arguments and work out the loader's keyword arguments (once)."""
         if self.source_kwargs is not None:
             return self.source_kwargs
-        self.batch_size = _positive_int(self.batch_size, "data.batch_size")
-        self.eval_batch_size = _positive_int(self.eval_batch_size, "data.eval_batch_size")
-        self.val_fraction = check_fraction(self.val_fraction, "data.val_fraction")
+        self.batch_size = positive_int(self.batch_size, "data.batch_size")
+        self.eval_batch_size = positive_int(self.eval_batch_size, "data.eval_batch_size")
+        self.val_fraction = fraction(self.val_fraction, "data.val_fraction")
         check_channels(self._given["channels"])
         parse_image_size(self._given["image_size"])
         loader = get_loader(self.source)

@@ -5,15 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from lit_vision.errors import ConfigError
-
-
-def check_fraction(value: object, key: str = "data.val_fraction") -> float:
-    """A held-out fraction: a number strictly between 0 and 1; ``key`` names the config key in the error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not 0.0 < float(value) < 1.0:
-        raise ConfigError(f"{key}={value!r} must be a number strictly between 0 and 1 (e.g. {key}=0.1)")
-    return float(value)
+from lit_vision.checks import fraction
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int,
@@ -21,7 +13,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int,
     """Return sorted (train_index, val_index); identical for identical labels, fraction and seed.
 
     ``key`` is the config key the fraction came from, named in the error for a value outside (0, 1)."""
-    val_fraction = check_fraction(val_fraction, key)
+    val_fraction = fraction(val_fraction, key)
     index = np.arange(len(labels))
     counts = np.bincount(labels)
     n_val = int(np.ceil(val_fraction * len(labels)))

@@ -35,9 +35,9 @@ def build_datamodule(cfg: DictConfig) -> VisionDataModule:
 
 def input_spec(model_cfg: dict[str, Any], dm: VisionDataModule) -> dict[str, Any]:
     """Channels, size and normalisation the net expects; saved in the checkpoint for prediction."""
-    normalize = model_cfg.get("normalize", "dataset")
+    normalize = model_cfg["normalize"]
     channels = dm.channels
-    net_data = net_data_config(model_cfg, channels) if "net" in (normalize, model_cfg.get("input_size")) else {}
+    net_data = net_data_config(model_cfg, channels) if "net" in (normalize, model_cfg["input_size"]) else {}
     if normalize == "net":  # the net's own normalisation (a pretrained backbone's mean/std)
         mean, std = net_data["mean"], net_data["std"]
     elif normalize == "dataset":
@@ -47,8 +47,8 @@ def input_spec(model_cfg: dict[str, Any], dm: VisionDataModule) -> dict[str, Any
     elif isinstance(normalize, dict):
         mean, std = list(normalize["mean"]), list(normalize["std"])
     else:
-        raise ValueError(f"model.normalize={normalize!r}: use dataset, none, net or {{mean: [...], std: [...]}}")
-    size = model_cfg.get("input_size") or dm.image_size
+        raise ConfigError(f"model.normalize={normalize!r}: use dataset, none, net or {{mean: [...], std: [...]}}")
+    size = model_cfg["input_size"] or dm.image_size
     size = net_data["image_size"] if size == "net" else size
     size = [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
     return {"channels": channels, "image_size": size, "mean": [float(m) for m in mean],
@@ -70,11 +70,11 @@ def build_classifier(model_cfg: DictConfig, dm: VisionDataModule) -> ImageClassi
     spec = input_spec(cfg, dm)
     net = dict(cfg["net"])
     net.update(in_chans=spec["channels"], input_size=spec["image_size"],
-               num_outputs=num_outputs_for(dm.num_classes, cfg.get("loss", "ce")))
-    return ImageClassifier(net=net, class_names=dm.class_names, input_spec=spec, loss=cfg.get("loss", "ce"),
-                           optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"),
-                           label_smoothing=float(cfg.get("label_smoothing", 0.0)),
-                           class_weights=dm.class_weights(), compile=bool(cfg.get("compile", False)))
+               num_outputs=num_outputs_for(dm.num_classes, cfg["loss"]))
+    return ImageClassifier(net=net, class_names=dm.class_names, input_spec=spec, loss=cfg["loss"],
+                           optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
+                           label_smoothing=float(cfg["label_smoothing"]), compile=bool(cfg["compile"]),
+                           class_weights=dm.class_weights())
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:

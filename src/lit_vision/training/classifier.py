@@ -7,13 +7,13 @@ so evaluation and prediction preprocess exactly as training did.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
+from lit_vision.checks import non_negative_number, positive_number
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.registry import canonical_spec, create_net
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
@@ -34,13 +34,14 @@ def num_outputs_for(num_classes: int, loss: str) -> int:
 
 
 class ImageClassifier(L.LightningModule):
-    def __init__(self, net: Mapping[str, Any], class_names: list[str], input_spec: Mapping[str, Any],
-                 loss: str = "ce", optimizer: Mapping[str, Any] | None = None,
-                 scheduler: Mapping[str, Any] | None = None, label_smoothing: float = 0.0,
-                 class_weights: list[float] | None = None, compile: bool = False) -> None:
+    """Every argument comes from the model config (``conf/model_defaults.yaml`` states the defaults, once) and
+    the data (``class_names``, ``input_spec``, ``class_weights``); see :func:`~lit_vision.training.builders.build_classifier`."""
+
+    def __init__(self, *, net: Mapping[str, Any], class_names: list[str], input_spec: Mapping[str, Any],
+                 loss: str, optimizer: Mapping[str, Any], scheduler: Mapping[str, Any], label_smoothing: float,
+                 compile: bool, class_weights: list[float] | None = None) -> None:
         super().__init__()
-        optimizer = dict(optimizer or {"name": "adam", "lr": 1e-3})
-        scheduler = dict(scheduler or {"name": "none"})
+        optimizer, scheduler = dict(optimizer), dict(scheduler)
         validate_hparams(loss, optimizer, scheduler, class_names)
         net = canonical_spec(net)  # a registered name, never an import path (checkpoints outlive renames)
         self.save_hyperparameters()
@@ -190,10 +191,8 @@ def validate_hparams(loss: str, optimizer: Mapping[str, Any], scheduler: Mapping
     name = optimizer.get("name")
     if name not in OPTIMIZERS:
         raise ConfigError(f"model.optimizer.name={name!r} is not one of {sorted(OPTIMIZERS)}")
-    lr = optimizer.get("lr")
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ConfigError(f"model.optimizer.lr={lr!r} must be a positive number (e.g. model.optimizer.lr=1e-3)")
-    if optimizer.get("weight_decay", 0) < 0:
-        raise ConfigError(f"model.optimizer.weight_decay={optimizer['weight_decay']} must be >= 0")
-    if scheduler.get("name", "none") not in SCHEDULERS:
+    positive_number(optimizer.get("lr"), "model.optimizer.lr")
+    if "weight_decay" in optimizer:
+        non_negative_number(optimizer["weight_decay"], "model.optimizer.weight_decay")
+    if scheduler.get("name") not in SCHEDULERS:
         raise ConfigError(f"model.scheduler.name={scheduler.get('name')!r} is not one of {list(SCHEDULERS)}")

@@ -1,0 +1,38 @@
+"""Checks of single config values, shared by the up-front validation (:mod:`lit_vision.config`) and the objects
+that are also used without Hydra (data module, classifier). Each raises :class:`ConfigError` naming the key."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from lit_vision.errors import ConfigError
+
+
+def positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{key}={value!r} must be an integer >= 1; set it with {key}=<value>")
+    return int(value)
+
+
+def positive_number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
+            or value <= 0:
+        raise ConfigError(f"{key}={value!r} must be a positive number; set it with {key}=<value>")
+    return float(value)
+
+
+def non_negative_number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
+            or value < 0:
+        raise ConfigError(f"{key}={value!r} must be a number >= 0; set it with {key}=<value>")
+    return float(value)
+
+
+def fraction(value: Any, key: str) -> float:
+    """A held-out fraction: a number strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 < float(value) < 1.0:
+        raise ConfigError(f"{key}={value!r} must be a number strictly between 0 and 1 (e.g. {key}=0.1)")
+    return float(value)
