@@ -129,6 +129,38 @@ def _number(value: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _bars_by_value(ax: Any, rows: Sequence[Mapping[str, Any]], y: list[float], key: str, metric: str) -> None:
+    """One swept key: a bar per job, failed jobs greyed out and labelled with their status."""
+    bars = ax.bar(range(len(rows)), [0 if math.isnan(v) else v for v in y], color="tab:blue")
+    for bar, v, r in zip(bars, y, rows):
+        text = r["status"] if r["status"] != "ok" else ("nan" if math.isnan(v) else f"{v:.3f}")
+        if r["status"] != "ok":
+            bar.set(color="lightgrey", hatch="//")
+        ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                    fontsize=9, color="red" if r["status"] != "ok" else "black")
+    ax.set_xticks(range(len(rows)), [str(r.get(key, r["job"])) for r in rows])
+    ax.set(xlabel=key, ylabel=metric, title=f"{metric} by {key}")
+    finite = [v for v in y if not math.isnan(v)]
+    ax.set_ylim(0, max(1.0, max(finite) * 1.1) if finite else 1.0)
+
+
+def _scatter_against(ax: Any, rows: Sequence[Mapping[str, Any]], y: list[float], key: str, metric: str) -> None:
+    """The metric against one of several swept keys: numeric axis (log when it spans 100x) or categories."""
+    raw = [str(r.get(key, "")) for r in rows]
+    nums = [_number(v) for v in raw]
+    if all(n is not None for n in nums):
+        x = nums
+        if min(nums) > 0 and max(nums) / min(nums) >= 100:
+            ax.set_xscale("log")
+    else:
+        cats = list(dict.fromkeys(raw))
+        x = [cats.index(v) for v in raw]
+        ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
+    ax.scatter(x, y, c=range(len(rows)), cmap="viridis")
+    ax.set(xlabel=key, ylabel=metric)
+    ax.grid(alpha=0.3)
+
+
 def plot_summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], metric: str, path: Path) -> Path | None:
     """One swept key: a bar per value (failed jobs marked). Several keys: the metric against each key."""
     import matplotlib
@@ -138,39 +170,14 @@ def plot_summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], metric:
 
     if not rows:
         return None
-    values = [r.get(metric) for r in rows]
-    y = [v if isinstance(v, (int, float)) and math.isfinite(v) else math.nan for v in values]
+    y = [v if isinstance(v, (int, float)) and math.isfinite(v) else math.nan for v in (r.get(metric) for r in rows)]
     if len(keys) <= 1:
-        key = keys[0] if keys else "job"
-        labels = [str(r.get(key, r["job"])) for r in rows]
         fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 3.8))
-        bars = ax.bar(range(len(rows)), [0 if math.isnan(v) else v for v in y], color="tab:blue")
-        for bar, v, r in zip(bars, y, rows):
-            text = r["status"] if r["status"] != "ok" else ("nan" if math.isnan(v) else f"{v:.3f}")
-            if r["status"] != "ok":
-                bar.set(color="lightgrey", hatch="//")
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
-                        fontsize=9, color="red" if r["status"] != "ok" else "black")
-        ax.set_xticks(range(len(rows)), labels)
-        ax.set(xlabel=key, ylabel=metric, title=f"{metric} by {key}")
-        finite = [v for v in y if not math.isnan(v)]
-        ax.set_ylim(0, max(1.0, max(finite) * 1.1) if finite else 1.0)
+        _bars_by_value(ax, rows, y, keys[0] if keys else "job", metric)
     else:
         fig, axes = plt.subplots(1, len(keys), figsize=(3.8 * len(keys), 3.6), squeeze=False)
         for ax, key in zip(axes[0], keys):
-            raw = [str(r.get(key, "")) for r in rows]
-            nums = [_number(v) for v in raw]
-            if all(n is not None for n in nums):
-                x = nums
-                if min(nums) > 0 and max(nums) / min(nums) >= 100:
-                    ax.set_xscale("log")
-            else:
-                cats = list(dict.fromkeys(raw))
-                x = [cats.index(v) for v in raw]
-                ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
-            ax.scatter(x, y, c=range(len(rows)), cmap="viridis")
-            ax.set(xlabel=key, ylabel=metric)
-            ax.grid(alpha=0.3)
+            _scatter_against(ax, rows, y, key, metric)
         fig.suptitle(f"{metric} against the swept values (colour = job order)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -31,10 +31,34 @@ from lit_vision.training.checkpoints import load_classifier
 log = logging.getLogger("lit_vision.xgb")
 
 
+def embed_splits(model: Any, dm: Any, batch_size: int, device: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{split: (embeddings, the source net's own probabilities, labels)}`` for train, val and test."""
+    splits = {"train": dm.train_set, "val": dm.val_set, "test": dm.test_set}
+    out = {}
+    for name, arrays in splits.items():
+        if arrays is not None:
+            feats, probs = embeddings(model, arrays.images, batch_size, device, with_probs=True)
+            out[name] = (feats, probs, np.asarray(arrays.labels))
+    log.info("embeddings: %s", {k: v[0].shape for k, v in out.items()})
+    return out
+
+
+def write_reports(out: Path, record: dict[str, Any], source: dict[str, Any], probs: dict[str, np.ndarray],
+                  data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dm: Any, ckpt: Path) -> None:
+    """The booster's report in ``out`` and the source network's, on the same splits, in ``out/source_model``."""
+    if "test" not in probs:
+        reporting.write_json(out / "metrics.json", record)
+        return
+    _, source_probs, labels = data["test"]
+    reporting.write_report(out / "source_model", source, source_probs, labels, dm.class_names, dm.test_set.sources,
+                           title=f"{dm.name}: source network {ckpt.name}")
+    reporting.write_report(out, record, probs["test"], labels, dm.class_names, dm.test_set.sources,
+                           title=f"{dm.name}: XGBoost on {run_name(run_dir_of_checkpoint(ckpt))} embeddings")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Embed train/val/test with the checkpoint, fit XGBoost with early stopping on val, test and report."""
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = Path(str(cfg.ckpt_path)).expanduser().resolve()
     model = load_classifier(ckpt)
     dm = build_datamodule(cfg)
@@ -42,32 +66,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"checkpoint {ckpt} was trained on classes {model.class_names} but data={dm.name} has "
                           f"{dm.class_names}; pass the data config the checkpoint was trained with (data=...)")
     device = resolve_device(str(OmegaConf.select(cfg, "trainer.accelerator", default="auto")))
-    splits = {"train": dm.train_set, "val": dm.val_set, "test": dm.test_set}
-    both = {name: embeddings(model, arrays.images, int(cfg.embed_batch_size), device, with_probs=True)
-            for name, arrays in splits.items() if arrays is not None}
-    feats = {name: f for name, (f, _) in both.items()}
-    labels = {name: np.asarray(arrays.labels) for name, arrays in splits.items() if arrays is not None}
-    log.info("embeddings: %s", {k: v.shape for k, v in feats.items()})
+    data = embed_splits(model, dm, int(cfg.embed_batch_size), device)
+    (x_train, _, y_train), (x_val, _, y_val) = data["train"], data["val"]
     clf = make_classifier(OmegaConf.to_container(cfg.xgb, resolve=True), dm.num_classes, device, int(cfg.seed))
-    clf.fit(feats["train"], labels["train"], eval_set=[(feats["train"], labels["train"]), (feats["val"], labels["val"])],
-            verbose=False)
-    probs = {name: clf.predict_proba(feats[name]) for name in ("val", "test") if name in feats}
-    record = reporting.build_record({name: (probs[name], labels[name]) for name in probs}, dm.class_names, extra={
-        "model": "xgboost", "source_checkpoint": str(ckpt), "embedding_dim": int(feats["train"].shape[1]),
+    clf.fit(x_train, y_train, eval_set=[(x_train, y_train), (x_val, y_val)], verbose=False)
+    probs = {name: clf.predict_proba(data[name][0]) for name in ("val", "test") if name in data}
+    record = reporting.build_record({n: (probs[n], data[n][2]) for n in probs}, dm.class_names, extra={
+        "model": "xgboost", "source_checkpoint": str(ckpt), "embedding_dim": int(x_train.shape[1]),
         "best_iteration": int(getattr(clf, "best_iteration", clf.n_estimators)), "device": device,
         "xgb_params": {k: v for k, v in clf.get_params().items() if v is not None and not callable(v)},
         "data": dm.describe()})
-    save_booster(out, clf, {"ckpt_path": str(ckpt), "class_names": dm.class_names, "model_file": MODEL_FILE})
-    # the source network scored on the same splits (its own classifier on the same embeddings), side by side
-    source = reporting.build_record({n: (both[n][1], labels[n]) for n in probs}, dm.class_names, extra={
+    source = reporting.build_record({n: (data[n][1], data[n][2]) for n in probs}, dm.class_names, extra={
         "model": model.net_name, "checkpoint": str(ckpt), "data": dm.describe()})
-    if "test" in probs:
-        reporting.write_report(out / "source_model", source, both["test"][1], labels["test"], dm.class_names,
-                             dm.test_set.sources, title=f"{dm.name}: source network {ckpt.name}")
-        reporting.write_report(out, record, probs["test"], labels["test"], dm.class_names, dm.test_set.sources,
-                             title=f"{dm.name}: XGBoost on {run_name(run_dir_of_checkpoint(ckpt))} embeddings")
-    else:
-        reporting.write_json(out / "metrics.json", record)
+    save_booster(out, clf, {"ckpt_path": str(ckpt), "class_names": dm.class_names, "model_file": MODEL_FILE})
+    write_reports(out, record, source, probs, data, dm, ckpt)
     log.info("artifacts written to %s", out)
     return record
 
