@@ -48,3 +48,39 @@ def run_test_set(cfg, record) -> list[int]:
     """Test labels as predictions.csv lists them (one row per test image)."""
     lines = Path(cfg.paths.output_dir, "predictions.csv").read_text().splitlines()[1:]
     return [int(line.split(",")[2]) for line in lines]
+
+
+FIXED_EPOCH_PRESETS = ["fashion_cnn", "fashion_cnn_final", "fashion_dense", "fer_backbone_pretrain", "fer_custom_cnn",
+                       "fer_custom_cnn_aug", "fer_vgg16", "horse_cnn", "horse_cnn_aug", "mnist_cnn", "mnist_dense_mse"]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_early_stopping_is_off_by_absence_not_by_patience(make_cfg, experiment):
+    """Presets that train a fixed number of epochs have no EarlyStopping callback (not patience == max_epochs)."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from lit_vision.training.builders import instantiate_group
+
+    cfg = make_cfg(f"experiment={experiment}")
+    stoppers = [cb for cb in instantiate_group(cfg.callbacks) if isinstance(cb, EarlyStopping)]
+    if experiment in FIXED_EPOCH_PRESETS:
+        assert stoppers == []
+    else:
+        assert len(stoppers) == 1 and stoppers[0].patience < cfg.trainer.max_epochs
+
+
+SEARCHES = [("fashion_optuna", "fashion_cnn_final")] + [  # cnn_optuna: "for any ConvNet preset"
+    ("cnn_optuna", e) for e in EXPERIMENTS if not e.startswith(("fashion_dense", "mnist_dense", "fer_vgg", "fer_backbone"))]
+
+
+@pytest.mark.parametrize("search,experiment", SEARCHES)
+def test_optuna_spaces_address_named_knobs(make_cfg, search, experiment):
+    """Every searched key exists in the composed config and names a knob, not a list position."""
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg(f"experiment={experiment}", f"hparams_search={search}")
+    keys = list(cfg.hydra.sweeper.params)
+    assert keys
+    for key in keys:
+        assert not any(part.isdigit() for part in key.split(".")), key
+        assert OmegaConf.select(cfg, key, default="<absent>") != "<absent>", key
