@@ -49,10 +49,11 @@ def test_ddp_cpu_alias_builds_the_same_trainer_quietly(make_cfg, caplog) -> None
     assert messages(caplog, SYNC_BN_OFF) == []  # ddp_cpu asks for no SyncBatchNorm: nothing to switch off
 
 
-def test_ddp_on_gpu_config_keeps_sync_batchnorm(make_cfg, caplog) -> None:
+def test_ddp_on_gpu_config_keeps_sync_batchnorm(make_cfg, caplog, monkeypatch) -> None:
     """The switch is for CPUs only: with a CUDA accelerator the config's sync_batchnorm=true is passed on."""
     from lit_vision.training import distributed
 
+    monkeypatch.setattr(distributed.hardware, "configure", lambda cfg, on_cuda, announce=True: {})  # no GPU here
     cfg = make_cfg("trainer=ddp", "accelerator=cuda")
     with caplog.at_level(logging.INFO, logger="lit_vision"):
         assert distributed.device_overrides(cfg) == {}

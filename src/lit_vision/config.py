@@ -44,6 +44,8 @@ def validate_config(cfg: DictConfig) -> None:
                        ("data.batch_size", positive_int), ("data.eval_batch_size", positive_int),
                        ("data.val_fraction", fraction), ("trainer.max_epochs", positive_int)):
         _check(cfg, key, check)
+    if OmegaConf.select(cfg, "cpu_threads", default="auto") != "auto":
+        positive_int(cfg.cpu_threads, "cpu_threads")
     precision = str(OmegaConf.select(cfg, "trainer.precision", default="32"))
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     if precision.startswith("16") and (accelerator == "cpu" or (accelerator == "auto" and not _cuda())):

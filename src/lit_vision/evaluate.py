@@ -10,13 +10,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lit_vision import reporting
 from lit_vision.errors import ConfigError
 from lit_vision.runner import hydra_command
-from lit_vision.training.builders import build_datamodule
+from lit_vision.training.builders import build_datamodule, build_trainer
 from lit_vision.training.checkpoints import load_classifier
 
 log = logging.getLogger("lit_vision.evaluate")
@@ -29,7 +28,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if dm.class_names != model.class_names:
         raise ConfigError(f"data={dm.name} has classes {dm.class_names} but checkpoint {cfg.ckpt_path} was trained on "
                           f"{model.class_names}; pass the data config the run used (see its .hydra/config.yaml)")
-    trainer = instantiate(cfg.trainer, devices=1, logger=False, callbacks=[], enable_checkpointing=False)
+    trainer = build_trainer(cfg, devices=1, logger=False, callbacks=[], enable_checkpointing=False)
     scalars: dict[str, Any] = {}
     trainer.validate(model, datamodule=dm, verbose=False)
     scalars |= dict(trainer.callback_metrics)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_vision.checks import fraction, positive_int
 from lit_vision.data.arrays import ImageArrays, SourceSplits
+from lit_vision.data.device_batches import DeviceBatches, fits_on
 from lit_vision.data.augment import AugmentConfig, augment_batch
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights
 from lit_vision.data.sources import check_channels, get_loader, load_source, loader_parameters, parse_image_size
@@ -76,7 +77,8 @@ class VisionDataModule(L.LightningDataModule):
                  eval_batch_size: int, num_workers: int = 0, seed: int = 42,
                  augment: Mapping[str, Any] | None = None, class_weighting: bool = False,
                  cache_dir: str | None = None, skip_corrupt: bool = False,
-                 source_args: Mapping[str, Any] | None = None, name: str | None = None) -> None:
+                 source_args: Mapping[str, Any] | None = None, name: str | None = None,
+                 on_device: bool | str = "auto") -> None:
         super().__init__()
         self.source = source
         self.name = name or source
@@ -92,6 +94,9 @@ class VisionDataModule(L.LightningDataModule):
         self.seed = int(seed)
         self.augment = AugmentConfig(**dict(augment or {}))
         self.class_weighting = class_weighting
+        if on_device not in ("auto", True, False):
+            raise ConfigError(f"data.on_device={on_device!r}: use auto, true or false")
+        self.on_device = on_device
         self.source_kwargs: dict[str, Any] | None = None  # what the loader is called with, after _check()
         self._loaded: SourceSplits | None = None
         self.train_set: ImageArrays | None = None
@@ -240,23 +245,39 @@ class VisionDataModule(L.LightningDataModule):
                            if a is not None}}
 
     # --- loaders -------------------------------------------------------------------------------
-    def _loader(self, arrays: ImageArrays | None, shuffle: bool, batch_size: int) -> DataLoader:
+    def _device(self) -> torch.device | None:
+        """The device to keep the splits on (``data.on_device``), or None for host batches through a DataLoader."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size > 1 or self.on_device is False:
+            return None
+        device = trainer.strategy.root_device
+        if self.on_device is True:
+            return device
+        splits = [a for a in (self.train_set, self.val_set, self.test_set) if a is not None]
+        return device if fits_on(device, splits) else None
+
+    def _loader(self, arrays: ImageArrays | None, shuffle: bool, batch_size: int) -> DataLoader | DeviceBatches:
         if arrays is None:
             raise ConfigError(f"data {self.name} has no test split; point data.root at data with a test/ folder")
+        device = self._device()
+        if device is not None:
+            return DeviceBatches(arrays, batch_size, shuffle, device, self.seed)
+        trainer = getattr(self, "trainer", None)
+        pin = trainer is not None and trainer.strategy.root_device.type == "cuda"  # async host → GPU copies
         return DataLoader(ArrayDataset(arrays), batch_size=batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, collate_fn=keep_batch,
+                          num_workers=self.num_workers, collate_fn=keep_batch, pin_memory=pin,
                           persistent_workers=self.num_workers > 0, drop_last=False)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.train_set, True, self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.val_set, False, self.eval_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.test_set, False, self.eval_batch_size)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> DataLoader | DeviceBatches:
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -74,7 +74,17 @@ def build_classifier(model_cfg: DictConfig, dm: VisionDataModule) -> ImageClassi
     return ImageClassifier(net=net, class_names=dm.class_names, input_spec=spec, loss=cfg["loss"],
                            optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            label_smoothing=float(cfg["label_smoothing"]), compile=bool(cfg["compile"]),
+                           channels_last=use_channels_last(cfg["channels_last"], net),
                            class_weights=dm.class_weights())
+
+
+def use_channels_last(setting: Any, net: dict[str, Any]) -> bool:
+    """``model.channels_last``: true | false | auto (= nets with convolutions; dense nets gain nothing)."""
+    if setting in (True, False):
+        return setting
+    if setting != "auto":
+        raise ConfigError(f"model.channels_last={setting!r}: use auto, true or false")
+    return canonical_spec(net)["name"] != "mlp"
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -94,5 +104,5 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
         # LearningRateMonitor writes through a logger and raises on a trainer without one
         log.info("no logger configured: LearningRateMonitor left out (the learning rate is not recorded)")
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                       **{**device_overrides(cfg), **overrides})
+    return instantiate(cfg.trainer, **{"callbacks": callbacks, "logger": loggers or False, **device_overrides(cfg),
+                                       **overrides})

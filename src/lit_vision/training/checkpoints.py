@@ -107,6 +107,7 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu", 
     ckpt = read_checkpoint(path, map_location)
     hparams = _check_lit_vision(path, ckpt)
     hparams["compile"] = False  # compiling is a training-time choice
+    hparams.setdefault("channels_last", False)  # checkpoints from before the setting existed: NCHW
     if isinstance(hparams.get("net"), Mapping) and ("pretrained" in hparams["net"] or "weights" in hparams["net"]):
         # pretrained backbones: the checkpoint holds the weights, never re-download or re-read the original file
         hparams["net"] = {**hparams["net"], "pretrained": False, "weights": None}

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from lit_vision.errors import ConfigError
+from lit_vision.training import hardware
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,16 @@ def on_cpu(cfg: DictConfig) -> bool:
     return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
 
 
-def device_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """Trainer arguments that make ``cfg.trainer`` work on its devices: on CPU, no SyncBatchNorm (one INFO line)."""
+def device_overrides(cfg: DictConfig, announce: bool = True) -> dict[str, Any]:
+    """Trainer arguments that make ``cfg.trainer`` work on its devices: the precision ``auto`` resolves to, cuDNN
+    autotuning on CUDA, thread counts (:mod:`~lit_vision.training.hardware`) and, on CPU, no SyncBatchNorm."""
+    args = hardware.configure(cfg, on_cuda=not on_cpu(cfg), announce=announce)
     if cfg.trainer.get("sync_batchnorm", False) and on_cpu(cfg):
-        log.info("trainer.sync_batchnorm switched off: DDP on CPU runs on gloo, and torch's SyncBatchNorm has no CPU "
-                 "kernel (each process normalises with its own batch statistics)")
-        return {"sync_batchnorm": False}
-    return {}
+        if announce:
+            log.info("trainer.sync_batchnorm switched off: DDP on CPU runs on gloo, and torch's SyncBatchNorm has no "
+                     "CPU kernel (each process normalises with its own batch statistics)")
+        args["sync_batchnorm"] = False
+    return args
 
 
 def check_launch(cfg: DictConfig) -> None:
@@ -94,4 +98,4 @@ def evaluation_trainer(cfg: DictConfig, fit_trainer: L.Trainer) -> L.Trainer | N
                                      plugins=[LightningEnvironment()])
     if "sync_batchnorm" in cfg.trainer:
         overrides["sync_batchnorm"] = False
-    return instantiate(cfg.trainer, **overrides)
+    return instantiate(cfg.trainer, **{**device_overrides(cfg, announce=False), **overrides})

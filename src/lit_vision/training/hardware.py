@@ -1,0 +1,87 @@
+"""What this machine is good at: the precision ``trainer.precision=auto`` picks, cuDNN autotuning, thread counts.
+
+bf16-mixed is only fast where the hardware multiplies bf16 natively: CUDA GPUs with bf16 support (Ampere and
+newer) and CPUs with AMX tiles (recent Xeons). On other CPUs — AVX2, or AVX-512 without AMX — autocast to bf16 is
+several times *slower* than fp32 (docs/results.md), so ``auto`` picks fp32 there and says why at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+log = logging.getLogger("lit_vision")
+
+#: CPU load (1-minute average, in cores) above which a run is told that it shares the cores
+SHARED_LOAD = 0.5
+
+
+def cpu_has_amx() -> bool:
+    """AMX tiles (bf16/int8 matrix units of Sapphire Rapids and later Xeons)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
+def cuda_has_bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def resolve_precision(requested: Any, on_cuda: bool) -> tuple[str, str]:
+    """``(precision, reason)`` for ``trainer.precision``; anything but ``auto`` is kept as given."""
+    if str(requested) != "auto":
+        return str(requested), "as configured"
+    if on_cuda:
+        if cuda_has_bf16():
+            return "bf16-mixed", f"auto: {torch.cuda.get_device_name()} computes bf16 natively"
+        return "16-mixed", f"auto: {torch.cuda.get_device_name()} has no bf16, fp16 autocast instead"
+    if cpu_has_amx():
+        return "bf16-mixed", "auto: this CPU has AMX tiles (native bf16 matrix multiply)"
+    return "32-true", f"auto: this CPU has no AMX ({torch.backends.cpu.get_cpu_capability()}), bf16 would be slower"
+
+
+def local_processes(cfg: DictConfig) -> int:
+    """Training processes this machine runs for this job (DDP devices on CPU; 1 otherwise)."""
+    devices = cfg.trainer.get("devices", 1)
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if isinstance(devices, int) and devices > 1 and ("ddp" in strategy or "DDP" in strategy):
+        return devices
+    return 1
+
+
+def cpu_threads(cfg: DictConfig, on_cuda: bool) -> int:
+    """Intra-op threads per process: ``cpu_threads`` if set, else the cores this job's processes share evenly."""
+    requested = cfg.cpu_threads
+    if requested != "auto":
+        return int(requested)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // local_processes(cfg)) if not on_cuda else min(torch.get_num_threads(), cores)
+
+
+def warn_if_cores_are_busy() -> None:
+    """One warning when other processes already keep the cores busy: measurements and speed will suffer."""
+    if not hasattr(os, "getloadavg"):
+        return
+    load = os.getloadavg()[0]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if load > SHARED_LOAD * cores:
+        log.warning("the CPU is already busy (load %.1f on %d cores): this run shares the cores and will be slower. "
+                    "Run one training at a time, or give each run its share with cpu_threads=<n>.", load, cores)
+
+
+def configure(cfg: DictConfig, on_cuda: bool, announce: bool = True) -> dict[str, Any]:
+    """Set threads (and warn on a busy CPU); return the Trainer arguments for ``precision`` and ``benchmark``."""
+    threads = cpu_threads(cfg, on_cuda)
+    torch.set_num_threads(threads)
+    precision, reason = resolve_precision(cfg.trainer.precision, on_cuda)
+    args: dict[str, Any] = {"precision": precision}
+    if on_cuda and cfg.trainer.benchmark is None:
+        args["benchmark"] = True  # cuDNN picks the fastest conv algorithms for the (fixed) input shapes
+    if announce:
+        log.info("precision %s (%s); %d CPU thread%s per process", precision, reason, threads,
+                 "" if threads == 1 else "s")
+        warn_if_cores_are_busy()
+    return args
