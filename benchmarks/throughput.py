@@ -1,139 +1,309 @@
-"""Training images/s of the lit_vision pipeline vs a plain PyTorch loop: same net, batch, data, precision.
+"""Training images/s of every notebook preset: the real ``lit_vision.train`` path, the best hand-written PyTorch
+loop of the same net, and the notebook's own Keras model — in one run, interleaved, medians.
 
-    python benchmarks/throughput.py --data ../shared/datasets/cifar10-jpeg --model horse_cnn --batch 500
-    python benchmarks/throughput.py --data synthetic --model model_s --batch 64 --precision 32 bf16-mixed
+    python benchmarks/throughput.py --presets horse_cnn cifar10_model_s fashion_dense fashion_cnn_final \\
+        mnist_dense_mse mnist_cnn fer_custom_cnn --data-root ../shared/datasets --steps 30 --repeats 3 --json out.json
 
-Both sides train on the same uint8 CIFAR tensors held in memory. The plain loop does exactly what a
-hand-written script would (index a shuffled batch, /255, normalise, forward, loss, backward, step); the
-lit_vision side is ``Trainer.fit`` on ``VisionDataModule`` + ``ImageClassifier`` with its train metrics on
-and logging, checkpointing and the progress bar off. Timing skips warm-up steps; the two are interleaved
-over ``--repeats`` rounds and the median is reported, so background load hits both alike.
+Columns, per preset (its net, batch size, optimizer, loss and data):
+
+* ``lit_vision``: ``lit_vision.train.run`` on the preset's config with its default callbacks (checkpoints, early
+  stopping, LR monitor, progress bar, model summary) and CSV logger, timed by a callback from step ``--warmup`` to
+  ``--warmup + --steps`` of the first epoch (validation and checkpointing come after the timed steps);
+* ``plain``: a hand-written loop (index a shuffled batch, /255, normalise, forward, loss, backward, step) in NCHW,
+  in channels_last and compiled with ``torch.compile`` (``--variants``): the best of them is the column;
+* ``keras``: ``benchmarks/keras_throughput.py`` on the notebook's Keras model, run by ``--keras-python`` (default
+  ``.venv-keras/bin/python``, made by ``benchmarks/setup_keras_venv.sh``); null when that interpreter is absent.
+
+Also printed: the CPU, a measured fp32 GEMM peak, and the GFLOPS the lit_vision path achieves (FLOPs of one
+training step counted by ``torch.utils.flop_counter``). Rounds are interleaved (every preset and column once per
+round, ``--repeats`` rounds) and medians reported, so background load hits all columns alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from lit_vision.training.builders import build_classifier
 from lit_vision.config import CONF_DIR
-from lit_vision.data import ImageArrays, SourceSplits, VisionDataModule, register_source
+from lit_vision.runner import execute
+from lit_vision.train import run as train_run
+from lit_vision.training.builders import build_classifier, build_datamodule
+from lit_vision.training.classifier import OPTIMIZERS, num_outputs_for
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PRESETS = ["horse_cnn", "cifar10_model_s", "fashion_dense", "fashion_cnn_final", "mnist_dense_mse", "mnist_cnn",
+           "fer_custom_cnn"]
+#: where each preset's data lies below --data-root (../shared/datasets)
+DATA_FOLDER = {"horse_cnn": "cifar10-jpeg", "cifar10_model_s": "cifar10-jpeg", "fer_custom_cnn": "fer2013"}
+VARIANTS = ("nchw", "channels_last", "compiled")
 
 
-def load_cifar(data: str, cache_dir: str) -> SourceSplits:
-    if data == "synthetic":
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, size=(20_000, 3, 32, 32), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=20_000).astype(np.int64)
-        arrays = ImageArrays(images, labels, [str(i) for i in range(10)])
-        return SourceSplits(train=arrays, test=arrays.subset(np.arange(1000)))
-    from lit_vision.data.sources import load_cifar10
+# --- the lit_vision train path -------------------------------------------------------------------------------
+class StepTimer(L.Callback):
+    """Times training steps ``warmup .. warmup + steps`` and appends images/s to the file ``out``."""
 
-    return load_cifar10(root=data, cache_dir=cache_dir)
+    def __init__(self, warmup: int, steps: int, out: str) -> None:
+        self.warmup, self.steps, self.out = int(warmup), int(steps), out
+        self.start, self.images = 0.0, 0
 
-
-class TimingCallback(L.Callback):
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.images = warmup, 0.0, 0
+    @staticmethod
+    def _sync(module: L.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001
         if batch_idx == self.warmup:
+            self._sync(pl_module)
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
-        if batch_idx >= self.warmup:
+        if self.warmup <= batch_idx < self.warmup + self.steps:
             self.images += len(batch[1])
-        self.end = time.perf_counter()
-
-    @property
-    def rate(self) -> float:
-        return self.images / (self.end - self.start)
-
-
-def lit_images_per_s(dm: VisionDataModule, model_cfg, steps: int, warmup: int, precision: str) -> float:
-    torch.manual_seed(0)
-    model = build_classifier(model_cfg, dm)
-    timer = TimingCallback(warmup)
-    trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=1,
-                        limit_train_batches=warmup + steps, limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[timer])
-    trainer.fit(model, datamodule=dm)
-    return timer.rate
+        if batch_idx == self.warmup + self.steps - 1:
+            self._sync(pl_module)
+            with open(self.out, "a") as f:
+                f.write(f"{self.images / (time.perf_counter() - self.start)}\n")
 
 
-def plain_images_per_s(dm: VisionDataModule, model_cfg, steps: int, warmup: int, precision: str) -> float:
-    torch.manual_seed(0)
-    model = build_classifier(model_cfg, dm)  # same net and normalisation constants
-    net, mean, std = model.net.train(), model.mean, model.std
-    opt_cfg = OmegaConf.to_container(model_cfg.optimizer)
-    name = opt_cfg.pop("name")
-    opt = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD,
-           "adamw": torch.optim.AdamW}[name](net.parameters(), **opt_cfg)
-    images = torch.from_numpy(np.ascontiguousarray(dm.train_set.images))
-    labels = torch.from_numpy(np.asarray(dm.train_set.labels))
-    order = torch.randperm(len(labels))
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
-    seen, start = 0, 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            start = time.perf_counter()
-        idx = order[(step * dm.batch_size) % len(order):][: dm.batch_size]
-        x = (images[idx].float().div_(255) - mean) / std
-        y = labels[idx]
-        with autocast:
-            loss = F.cross_entropy(net(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step >= warmup:
-            seen += len(y)
-    return seen / (time.perf_counter() - start)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="synthetic", help="'synthetic' or a CIFAR-10 root (batches or image folders)")
-    p.add_argument("--model", default="horse_cnn", help="a conf/model preset (horse_cnn, model_s, cnn, …)")
-    p.add_argument("--batch", type=int, default=500)
-    p.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--precision", nargs="+", default=["32", "bf16-mixed"])
-    p.add_argument("--cache-dir", default=str(Path(__file__).resolve().parents[1] / "data" / "cache"))
-    args = p.parse_args(argv)
-
-    register_source("benchmark")(lambda **_: load_cifar(args.data, args.cache_dir))
+def preset_config(preset: str, data_root: Path, overrides: list[str], run_dir: Path) -> DictConfig:
+    """``conf/train.yaml`` + ``experiment=<preset>`` as the command composes it, outputs in ``run_dir``."""
+    GlobalHydra.instance().clear()
+    root = data_root / DATA_FOLDER.get(preset, "")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={args.model}"])
-    dm = VisionDataModule(source="benchmark", batch_size=args.batch, eval_batch_size=512, val_fraction=0.02)
-    dm.setup("fit")
-    table = Table(title=f"training images/s — {args.model}, batch {args.batch}, {args.data}, "
-                        f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    for col in ("precision", "plain PyTorch", "lit_vision", "ratio"):
-        table.add_column(col, justify="right")
-    for precision in args.precision:
-        plain, lit = [], []
-        for _ in range(args.repeats):
-            plain.append(plain_images_per_s(dm, cfg.model, args.steps, args.warmup, precision))
-            lit.append(lit_images_per_s(dm, cfg.model, args.steps, args.warmup, precision))
-        p_med, l_med = statistics.median(plain), statistics.median(lit)
-        table.add_row(precision, f"{p_med:,.0f}", f"{l_med:,.0f}", f"{l_med / p_med:.3f}")
-    Console().print(table)
+        cfg = compose("train", overrides=[f"experiment={preset}", f"data.root={root}", *overrides],
+                      return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    return cfg
+
+
+def lit_vision_rate(preset: str, args: argparse.Namespace, work: Path) -> float:
+    out = work / f"{preset}.rates"
+    run_dir = Path(tempfile.mkdtemp(dir=work, prefix=f"{preset}-"))
+    cfg = preset_config(preset, args.data_root, [
+        "trainer.max_epochs=1", f"trainer.limit_train_batches={args.warmup + args.steps}",
+        "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", "validate_best=false",
+        "report.plots=false", f"paths.cache_dir={args.cache_dir}", "+callbacks.bench_timer._target_=throughput.StepTimer",
+        f"+callbacks.bench_timer.warmup={args.warmup}", f"+callbacks.bench_timer.steps={args.steps}",
+        f"+callbacks.bench_timer.out={out}"], run_dir)
+    before = out.read_text().count("\n") if out.exists() else 0
+    execute(train_run, cfg)
+    lines = out.read_text().splitlines()
+    if len(lines) != before + 1:
+        raise RuntimeError(f"{preset}: the lit_vision run did not reach step {args.warmup + args.steps}")
+    return float(lines[-1])
+
+
+# --- the hand-written loop -----------------------------------------------------------------------------------
+class PlainLoop:
+    """The preset's net, optimizer and loss in a loop a person would write, on the preset's training images."""
+
+    def __init__(self, preset: str, args: argparse.Namespace, work: Path) -> None:
+        cfg = preset_config(preset, args.data_root, [f"paths.cache_dir={args.cache_dir}"], work / "plain")
+        self.dm = build_datamodule(cfg)
+        self.model_cfg = cfg.model
+        self.batch = int(cfg.data.batch_size)
+        self.images = torch.from_numpy(np.ascontiguousarray(self.dm.train_set.images))
+        self.labels = torch.from_numpy(np.asarray(self.dm.train_set.labels, dtype=np.int64))
+        self.loss_name = str(cfg.model.loss)
+
+    def _net_and_optimizer(self, variant: str) -> tuple[Callable, torch.nn.Module, torch.optim.Optimizer, Any]:
+        torch.manual_seed(0)
+        model = build_classifier(self.model_cfg, self.dm)  # the same net and normalisation constants
+        net = model.net.train()
+        memory = torch.channels_last if variant in ("channels_last", "compiled") else torch.contiguous_format
+        net = net.to(memory_format=memory)
+        opt_cfg = OmegaConf.to_container(self.model_cfg.optimizer)
+        optimizer = OPTIMIZERS[opt_cfg.pop("name")](net.parameters(), **opt_cfg)
+        forward = torch.compile(net) if variant == "compiled" else net
+        return forward, net, optimizer, (model.mean, model.std, memory)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "bce":
+            return F.binary_cross_entropy_with_logits(logits.squeeze(1), y.float())
+        if self.loss_name == "mse":
+            return F.mse_loss(logits.softmax(1), F.one_hot(y, logits.shape[1]).float())
+        return F.cross_entropy(logits, y)
+
+    def step_fn(self, variant: str) -> Callable[[torch.Tensor], int]:
+        forward, _, optimizer, (mean, std, memory) = self._net_and_optimizer(variant)
+
+        def step(idx: torch.Tensor) -> int:
+            x = ((self.images[idx].float().div_(255) - mean) / std).contiguous(memory_format=memory)
+            y = self.labels[idx]
+            loss = self.loss(forward(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return len(y)
+        return step
+
+    def rate(self, variant: str, steps: int, warmup: int) -> float:
+        torch.set_float32_matmul_precision("highest")  # the fast choice on a CPU (docs/results.md)
+        step = self.step_fn(variant)
+        order = torch.randperm(len(self.labels))
+        batches = [order[(i * self.batch) % len(order):][: self.batch] for i in range(warmup + steps)]
+        for idx in batches[:warmup]:
+            step(idx)
+        start = time.perf_counter()
+        images = sum(step(idx) for idx in batches[warmup:])
+        return images / (time.perf_counter() - start)
+
+    def flops_per_step(self) -> float:
+        """FLOPs of one training step (forward + backward) of one batch, counted by torch."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        forward, _, _, (mean, std, _) = self._net_and_optimizer("nchw")
+        x = (self.images[: self.batch].float() / 255 - mean) / std
+        with FlopCounterMode(display=False) as counter:
+            self.loss(forward(x), self.labels[: self.batch]).backward()
+        return float(counter.get_total_flops())
+
+
+# --- Keras --------------------------------------------------------------------------------------------------
+def keras_rates(python: Path, presets: list[str], args: argparse.Namespace, work: Path) -> dict[str, float] | None:
+    """One round of the Keras column through the separate TensorFlow interpreter (None when it is absent)."""
+    if not python.is_file():
+        return None
+    out = work / "keras.json"
+    cmd = [str(python), str(HERE / "keras_throughput.py"), "--presets", *presets, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--repeats", "1", "--json", str(out)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = json.loads(out.read_text())["rows"]
+    return {r["preset"]: float(r["images_per_s"]) for r in rows}
+
+
+# --- the machine ----------------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def gemm_peak_gflops(size: int = 1024, seconds: float = 2.0) -> float:
+    """Best fp32 matrix-multiply throughput of this process's threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(5):
+            torch.mm(a, b)
+        best = max(best, 5 * 2 * size ** 3 / (time.perf_counter() - start))
+    return best / 1e9
+
+
+# --- the run -------------------------------------------------------------------------------------------------
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    loops = {p: PlainLoop(p, args, work) for p in args.presets}
+    flops = {p: loops[p].flops_per_step() / loops[p].batch for p in args.presets}  # per image
+    lit: dict[str, list[float]] = {p: [] for p in args.presets}
+    plain: dict[str, dict[str, list[float]]] = {p: {v: [] for v in args.variants} for p in args.presets}
+    keras: dict[str, list[float]] = {p: [] for p in args.presets}
+    for round_ in range(args.repeats):
+        for preset in args.presets:
+            lit[preset].append(lit_vision_rate(preset, args, work))
+            for variant in args.variants:
+                plain[preset][variant].append(loops[preset].rate(variant, args.steps, args.warmup))
+            print(f"round {round_ + 1}/{args.repeats} {preset}: lit_vision {lit[preset][-1]:,.0f} img/s, plain "
+                  + ", ".join(f"{v} {plain[preset][v][-1]:,.0f}" for v in args.variants), flush=True)
+        rates = keras_rates(args.keras_python, args.presets, args, work)
+        for preset, rate in (rates or {}).items():
+            keras[preset].append(rate)
+    rows = []
+    for preset in args.presets:
+        best_variant = max(args.variants, key=lambda v: median(plain[preset][v]))
+        row = {"preset": preset, "batch": loops[preset].batch, "lit_vision": median(lit[preset]),
+               "plain": median(plain[preset][best_variant]), "plain_variant": best_variant,
+               "plain_variants": {v: median(plain[preset][v]) for v in args.variants},
+               "keras": median(keras[preset])}
+        row["ratio_plain"] = row["lit_vision"] / row["plain"]
+        row["ratio_keras"] = row["lit_vision"] / row["keras"] if row["keras"] else None
+        row["gflops_lit_vision"] = row["lit_vision"] * flops[preset] / 1e9
+        row["repeats"] = {"lit_vision": lit[preset], "plain": plain[preset][best_variant], "keras": keras[preset]}
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
+    table = Table(title=f"training images/s, median of {machine['repeats']} interleaved rounds — {machine['cpu']}, "
+                        f"{machine['threads']} threads, fp32 GEMM peak {machine['gemm_peak_gflops']:.0f} GFLOPS")
+    for col in ("preset", "batch", "lit_vision", "plain (best variant)", "keras", "lit/plain", "lit/keras",
+                "GFLOPS (% of peak)"):
+        table.add_column(col, justify="left" if col == "preset" else "right")
+    for r in rows:
+        keras = f"{r['keras']:,.0f}" if r["keras"] else "–"
+        ratio_keras = f"{r['ratio_keras']:.2f}" if r["ratio_keras"] else "–"
+        gflops = f"{r['gflops_lit_vision']:.1f} ({100 * r['gflops_lit_vision'] / machine['gemm_peak_gflops']:.0f}%)"
+        table.add_row(r["preset"], str(r["batch"]), f"{r['lit_vision']:,.0f}",
+                      f"{r['plain']:,.0f} ({r['plain_variant']})", keras, f"{r['ratio_plain']:.2f}", ratio_keras,
+                      gflops)
+    Console(width=160).print(table)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
+    ap.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "datasets")
+    ap.add_argument("--steps", type=int, default=30, help="timed training steps per measurement")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                    help="hand-written loop variants; the best is the 'plain' column")
+    ap.add_argument("--keras-python", type=Path, default=REPO / ".venv-keras" / "bin" / "python")
+    ap.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache")
+    ap.add_argument("--json", type=Path, default=None, help="write the rows (one per preset) here")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    sys.path.insert(0, str(HERE))  # StepTimer is instantiated by Hydra as throughput.StepTimer
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    machine = {"cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(),
+               "threads": torch.get_num_threads(), "gemm_peak_gflops": gemm_peak_gflops(), "repeats": args.repeats,
+               "torch": torch.__version__}
+    with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
+        rows = measure(args, Path(tmp))
+    for row in rows:
+        row["machine"] = machine
+    print_table(rows, machine)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return rows
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

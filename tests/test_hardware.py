@@ -77,6 +77,18 @@ def test_a_busy_cpu_is_reported(monkeypatch, caplog) -> None:
     assert "the CPU is already busy (load 7.5 on 2 cores)" in caplog.text and "cpu_threads=" in caplog.text
 
 
+def test_fp32_matmuls_stay_exact_on_a_cpu_and_follow_the_config_on_cuda(make_cfg, monkeypatch) -> None:
+    """TF32-style fp32 matmuls (precision 'high') made CPU training 2-9x slower on this CPU."""
+    monkeypatch.setattr(hardware, "cuda_has_bf16", lambda: True)  # no GPU here: pretend for the CUDA branch
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Test GPU")
+    torch.set_float32_matmul_precision("high")
+    hardware.configure(make_cfg("accelerator=cpu"), on_cuda=False, announce=False)
+    assert torch.get_float32_matmul_precision() == "highest"
+    hardware.configure(make_cfg("matmul_precision=high"), on_cuda=True, announce=False)
+    assert torch.get_float32_matmul_precision() == "high"
+    torch.set_float32_matmul_precision("highest")
+
+
 def test_cpu_threads_must_be_auto_or_a_positive_int(make_cfg) -> None:
     from lit_vision.config import validate_config
 

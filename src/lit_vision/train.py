@@ -10,20 +10,23 @@ Examples::
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from omegaconf import DictConfig
 
 from lit_vision import reporting
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.runner import hydra_command
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
+from lit_vision.training.callbacks import EpochTimer
 from lit_vision.training.checkpoints import check_resume_checkpoint, resolve_ckpt_path, resume_run_dir
 from lit_vision.training.classifier import ImageClassifier
 from lit_vision.training.distributed import check_launch, evaluation_trainer, quiet_non_zero_ranks
+
+log = logging.getLogger("lit_vision")
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -68,7 +71,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one configuration; return the metrics record written to ``metrics.json``."""
     quiet_non_zero_ranks()
     check_launch(cfg)
-    torch.set_float32_matmul_precision(cfg.matmul_precision)
     out = Path(cfg.paths.output_dir)
     dm = build_datamodule(cfg)
     model, fit_trainer, state = fit(cfg, dm, out)
@@ -76,10 +78,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if trainer is None:
         return {}
     scalars, confusion = score_best(cfg, trainer, model, dm, state["best_checkpoint"])
+    # wall time from history.csv (the same on resume and under DDP); the timer's own total when there is no history
+    timer = next((cb for cb in fit_trainer.callbacks if isinstance(cb, EpochTimer)), None)
+    timing = reporting.timing_record(reporting.read_history(out / "history.csv"), cfg.report.time_to,
+                                     timer.train_seconds if timer is not None else None)
     record = reporting.build_metrics_record(scalars, confusion, dm.class_names,
-                                            extra={**state, "data": dm.describe(), "model": cfg.model.net.name})
+                                            extra={**state, **timing, "data": dm.describe(),
+                                                   "model": cfg.model.net.name})
     if trainer.is_global_zero:
         reporting.write_run_report(out, record, model, dm, cfg.report)
+        log.info("%s", reporting.timing_line(record))
     return record
 
 

@@ -73,9 +73,11 @@ def warn_if_cores_are_busy() -> None:
 
 
 def configure(cfg: DictConfig, on_cuda: bool, announce: bool = True) -> dict[str, Any]:
-    """Set threads (and warn on a busy CPU); return the Trainer arguments for ``precision`` and ``benchmark``."""
+    """Set threads and fp32 matmul precision (and warn on a busy CPU); return the Trainer arguments for
+    ``precision`` and ``benchmark``."""
     threads = cpu_threads(cfg, on_cuda)
     torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(cfg.matmul_precision if on_cuda else "highest")
     precision, reason = resolve_precision(cfg.trainer.precision, on_cuda)
     args: dict[str, Any] = {"precision": precision}
     if on_cuda and cfg.trainer.benchmark is None:
