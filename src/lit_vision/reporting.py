@@ -3,6 +3,7 @@
 * scoring: torchmetrics on (probabilities, targets) for models that are not Lightning runs (XGBoost,
   scikit-learn baselines, ensembles) — the same collections a Lightning run logs;
 * files: ``metrics.json`` (stable names such as ``test/acc``), ``predictions.csv``, per-epoch ``history.csv``;
+* wall time: training seconds and the time to reach validation-accuracy thresholds, from ``history.csv``;
 * the per-class classification report (scikit-learn's ``classification_report`` shape, from torchmetrics);
 * console tables (rich).
 
@@ -26,6 +27,7 @@ from torchmetrics.functional.classification import (
     multiclass_accuracy, multiclass_f1_score, multiclass_precision, multiclass_recall,
 )
 
+from lit_vision.errors import ConfigError
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
 
 log = logging.getLogger("lit_vision")
@@ -153,6 +155,81 @@ def write_run_report(out: Path, record: dict[str, Any], model: Any, dm: Any, rep
     if report["plots"]:
         plots.write_run_plots(out, model, dm, misclassified=int(report["misclassified"]))
     log.info("artifacts written to %s", out)
+
+
+# --- wall time -------------------------------------------------------------------------------------
+#: history.csv columns written by :class:`~lit_vision.training.callbacks.EpochTimer`
+EPOCH_SECONDS, TRAIN_SECONDS = "time/epoch_seconds", "time/train_seconds"
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """``history.csv`` (one row per epoch) as a list of dicts of floats; empty cells are dropped."""
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def time_to_setting(value: Any, key: str = "report.time_to") -> list[float]:
+    """The validation-accuracy thresholds of ``report.time_to``: a list of numbers in (0, 1]."""
+    numbers = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None  # ListConfig too
+    if numbers is None or any(isinstance(t, bool) or not isinstance(t, (int, float, np.number))
+                              or not math.isfinite(t) or not 0.0 < float(t) <= 1.0 for t in numbers):
+        raise ConfigError(f"{key}={value!r} must be a list of validation accuracies in (0, 1], e.g. "
+                          f"{key}=[0.8,0.9] ({key}=[] for none)")
+    return [float(t) for t in numbers]
+
+
+def threshold_key(threshold: float) -> str:
+    """How a threshold names its entry in ``time_to_val_acc``: ``0.8`` → ``"0.8"``."""
+    return repr(float(threshold))
+
+
+def time_to_thresholds(history_rows: Sequence[Mapping[str, float]], thresholds: Sequence[float],
+                       metric: str = "val/acc") -> dict[str, dict[str, Any] | None]:
+    """For each threshold (in the given order): the first epoch at whose end ``metric`` was >= the threshold, as
+    ``{"epoch": <history.csv epoch, 0-based>, "seconds": <time/train_seconds of that row, or None>}``; ``None``
+    when no epoch reached it. Rows without ``metric`` (epochs without validation) are skipped."""
+    rows = sorted((r for r in history_rows if metric in r), key=lambda r: r["epoch"])
+    result: dict[str, dict[str, Any] | None] = {}
+    for threshold in thresholds:
+        hit = next((r for r in rows if r[metric] >= threshold), None)
+        result[threshold_key(threshold)] = None if hit is None else {
+            "epoch": int(hit["epoch"]), "seconds": hit.get(TRAIN_SECONDS)}
+    return result
+
+
+def train_seconds(history_rows: Sequence[Mapping[str, float]], fallback: float | None = None) -> float | None:
+    """Training seconds of the fit: ``time/train_seconds`` of the last epoch in ``history.csv``, else ``fallback``
+    (the timer's own total when there is no history, e.g. ``logger=none``)."""
+    timed = [r for r in history_rows if TRAIN_SECONDS in r]
+    return max(timed, key=lambda r: r["epoch"])[TRAIN_SECONDS] if timed else fallback
+
+
+def timing_record(history_rows: Sequence[Mapping[str, float]], time_to: Any,
+                  fallback_seconds: float | None = None) -> dict[str, Any]:
+    """``train_seconds`` and ``time_to_val_acc`` for ``metrics.json``. ``time_to_val_acc`` is ``None`` as a whole
+    when there is no per-epoch history (no logger, ``fast_dev_run``): unknown, which is not "never reached"."""
+    thresholds = time_to_setting(time_to)
+    return {"train_seconds": train_seconds(history_rows, fallback_seconds),
+            "time_to_val_acc": time_to_thresholds(history_rows, thresholds) if history_rows else None}
+
+
+def timing_line(record: Mapping[str, Any]) -> str:
+    """One line, e.g. ``trained 12.3 s; val/acc reached 0.8 at epoch 3 (4.1 s), 0.9 never``."""
+    seconds = record.get("train_seconds")
+    line = "trained " + ("? s" if seconds is None else f"{seconds:.1f} s")
+    reached = record.get("time_to_val_acc")
+    if reached is None:
+        return line + "; no per-epoch history, so no time to val/acc"
+    parts = []
+    for key, hit in reached.items():
+        if hit is None:
+            parts.append(f"{key} never")
+        else:
+            at = "" if hit["seconds"] is None else f" ({hit['seconds']:.1f} s)"
+            parts.append(f"{key} at epoch {hit['epoch']}{at}")
+    return line + ("; val/acc reached " + ", ".join(parts) if parts else "")
 
 
 # --- classification report -------------------------------------------------------------------

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 import warnings
+from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelSummary, ProgressBar, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -90,6 +92,90 @@ class NetSummary(ModelSummary):
                       f"[bold]Parameter size (MB)[/]: {size_mb:,.3f}")
 
 
+# --- wall time -------------------------------------------------------------------------------------
+class EpochTimer(Callback):
+    """Log the wall time of training, once per epoch: ``time/epoch_seconds`` (the training part of the epoch) and
+    ``time/train_seconds`` (training seconds of the whole fit so far, at the end of that epoch).
+
+    Training seconds run from ``on_train_epoch_start`` to ``on_train_epoch_end`` *minus* every validation run
+    inside the epoch (``on_validation_start`` → ``on_validation_end``): validation, the sanity check, setup, the
+    epoch-end checkpoints (saved after this hook) and the final validate/test are not training seconds.
+    ``perf_counter`` is read at those boundaries only: there is no host synchronisation per step. On a CUDA device
+    the clock is read after a ``torch.cuda.synchronize`` when validation starts and when the epoch ends (at most
+    two per epoch), so queued GPU work is counted where it belongs.
+
+    The total travels in the checkpoint (:meth:`state_dict`), so a resumed run continues the count; a checkpoint
+    written mid-epoch (``every_n_train_steps``) also carries that epoch's seconds so far. A restored state is
+    applied when training starts, so ``trainer.validate/test(ckpt_path=...)`` after the fit leave
+    :attr:`train_seconds` as it is. With several processes (DDP) the logged values are the slowest rank's
+    (``reduce_fx="max"``; one tiny all-reduce per value per epoch).
+    """
+
+    EPOCH_KEY = "time/epoch_seconds"
+    TOTAL_KEY = "time/train_seconds"
+
+    def __init__(self) -> None:
+        self.train_seconds = 0.0  #: training seconds of the fit, up to the last finished epoch
+        self._start: float | None = None  # perf_counter when this process started timing the current epoch
+        self._validation = 0.0  # validation seconds inside the current epoch
+        self._validation_start: float | None = None
+        self._carried: float | None = None  # the current epoch's seconds before a mid-epoch checkpoint was written
+        self._restored: dict[str, Any] | None = None  # checkpoint state, applied when (and only if) a fit starts
+
+    @staticmethod
+    def _now(pl_module: L.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def _epoch_so_far(self, now: float) -> float:
+        assert self._start is not None
+        running = (now - self._validation_start) if self._validation_start is not None else 0.0
+        return (self._carried or 0.0) + now - self._start - self._validation - running
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._restored is not None:
+            self.train_seconds = float(self._restored.get("train_seconds", 0.0))
+            self._carried, self._restored = self._restored.get("epoch_seconds_so_far"), None
+        # a run resumed mid-epoch gets no on_train_epoch_start for that epoch: its clock starts here
+        if self._carried is not None:
+            self._start, self._validation, self._validation_start = time.perf_counter(), 0.0, None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start, self._validation, self._validation_start, self._carried = time.perf_counter(), 0.0, None, None
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._start is not None and not trainer.sanity_checking:
+            self._validation_start = self._now(pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._start is not None and self._validation_start is not None:
+            self._validation += time.perf_counter() - self._validation_start
+            self._validation_start = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._start is None:  # an epoch this process did not see start (nothing to time)
+            return
+        seconds = self._epoch_so_far(self._now(pl_module))
+        self.train_seconds += seconds
+        self._start, self._carried = None, None
+        for key, value in ((self.EPOCH_KEY, seconds), (self.TOTAL_KEY, self.train_seconds)):
+            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = None  # trainer.validate/test after fit are not training
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restored = None  # validate/test(ckpt_path=best) restore callback states too: they must not count
+
+    def state_dict(self) -> dict[str, Any]:
+        mid_epoch = self._epoch_so_far(time.perf_counter()) if self._start is not None else None
+        return {"train_seconds": self.train_seconds, "epoch_seconds_so_far": mid_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = dict(state_dict)
+
+
 # --- CSV logger ------------------------------------------------------------------------------------
 class _RunDirWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
@@ -142,5 +228,5 @@ def quiet_known_noise() -> None:
                             category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
 
 
-__all__ = ["NetSummary", "RunDirCSVLogger", "auto_progress_bar", "quiet_known_noise", "summary_rows"]
+__all__ = ["EpochTimer", "NetSummary", "RunDirCSVLogger", "auto_progress_bar", "quiet_known_noise", "summary_rows"]
 
