@@ -47,7 +47,8 @@ from lit_vision.config import CONF_DIR
 from lit_vision.runner import execute
 from lit_vision.train import run as train_run
 from lit_vision.training.builders import build_classifier, build_datamodule
-from lit_vision.training.classifier import OPTIMIZERS, num_outputs_for
+from lit_vision.training import hardware
+from lit_vision.training.classifier import OPTIMIZERS
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -130,6 +131,9 @@ class PlainLoop:
         self.images = torch.from_numpy(np.ascontiguousarray(self.dm.train_set.images))
         self.labels = torch.from_numpy(np.asarray(self.dm.train_set.labels, dtype=np.int64))
         self.loss_name = str(cfg.model.loss)
+        # the precision the lit_vision run of this preset resolves to (trainer.precision=auto): the loop uses it too
+        self.precision = hardware.resolve_precision(cfg.trainer.precision, on_cuda=False)[0]
+        self._steps: dict[str, Callable[[torch.Tensor], int]] = {}  # per variant, built (and compiled) once
 
     def _net_and_optimizer(self, variant: str) -> tuple[Callable, torch.nn.Module, torch.optim.Optimizer, Any]:
         torch.manual_seed(0)
@@ -152,10 +156,14 @@ class PlainLoop:
     def step_fn(self, variant: str) -> Callable[[torch.Tensor], int]:
         forward, _, optimizer, (mean, std, memory) = self._net_and_optimizer(variant)
 
+        bf16 = self.precision.startswith("bf16")
+
         def step(idx: torch.Tensor) -> int:
             x = ((self.images[idx].float().div_(255) - mean) / std).contiguous(memory_format=memory)
             y = self.labels[idx]
-            loss = self.loss(forward(x), y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = forward(x)
+            loss = self.loss(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -164,7 +172,9 @@ class PlainLoop:
 
     def rate(self, variant: str, steps: int, warmup: int) -> float:
         torch.set_float32_matmul_precision("highest")  # the fast choice on a CPU (docs/results.md)
-        step = self.step_fn(variant)
+        if variant not in self._steps:
+            self._steps[variant] = self.step_fn(variant)
+        step = self._steps[variant]
         order = torch.randperm(len(self.labels))
         batches = [order[(i * self.batch) % len(order):][: self.batch] for i in range(warmup + steps)]
         for idx in batches[:warmup]:
@@ -244,7 +254,8 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     rows = []
     for preset in args.presets:
         best_variant = max(args.variants, key=lambda v: median(plain[preset][v]))
-        row = {"preset": preset, "batch": loops[preset].batch, "lit_vision": median(lit[preset]),
+        row = {"preset": preset, "batch": loops[preset].batch, "precision": loops[preset].precision,
+               "lit_vision": median(lit[preset]),
                "plain": median(plain[preset][best_variant]), "plain_variant": best_variant,
                "plain_variants": {v: median(plain[preset][v]) for v in args.variants},
                "keras": median(keras[preset])}
@@ -259,14 +270,14 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 def print_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
     table = Table(title=f"training images/s, median of {machine['repeats']} interleaved rounds — {machine['cpu']}, "
                         f"{machine['threads']} threads, fp32 GEMM peak {machine['gemm_peak_gflops']:.0f} GFLOPS")
-    for col in ("preset", "batch", "lit_vision", "plain (best variant)", "keras", "lit/plain", "lit/keras",
+    for col in ("preset", "batch", "precision", "lit_vision", "plain (best variant)", "keras", "lit/plain", "lit/keras",
                 "GFLOPS (% of peak)"):
         table.add_column(col, justify="left" if col == "preset" else "right")
     for r in rows:
         keras = f"{r['keras']:,.0f}" if r["keras"] else "–"
         ratio_keras = f"{r['ratio_keras']:.2f}" if r["ratio_keras"] else "–"
         gflops = f"{r['gflops_lit_vision']:.1f} ({100 * r['gflops_lit_vision'] / machine['gemm_peak_gflops']:.0f}%)"
-        table.add_row(r["preset"], str(r["batch"]), f"{r['lit_vision']:,.0f}",
+        table.add_row(r["preset"], str(r["batch"]), r["precision"], f"{r['lit_vision']:,.0f}",
                       f"{r['plain']:,.0f} ({r['plain_variant']})", keras, f"{r['ratio_plain']:.2f}", ratio_keras,
                       gflops)
     Console(width=160).print(table)

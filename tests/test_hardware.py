@@ -22,14 +22,17 @@ QUIET = ["accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary
 
 
 # --- precision=auto ------------------------------------------------------------------------------------
-def test_auto_precision_is_fp32_on_a_cpu_without_amx(monkeypatch) -> None:
+def test_auto_precision_is_fp32_on_a_cpu_without_bf16_units(monkeypatch) -> None:
     monkeypatch.setattr(hardware, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_has_avx512_bf16", lambda: False)
     precision, reason = hardware.resolve_precision("auto", on_cuda=False)
-    assert precision == "32-true" and "no AMX" in reason
+    assert precision == "32-true" and "neither AMX nor AVX-512 BF16" in reason
 
 
-def test_auto_precision_is_bf16_on_a_cpu_with_amx(monkeypatch) -> None:
-    monkeypatch.setattr(hardware, "cpu_has_amx", lambda: True)
+@pytest.mark.parametrize("amx,avx512_bf16", [(True, False), (False, True), (True, True)])
+def test_auto_precision_is_bf16_on_a_cpu_with_bf16_units(monkeypatch, amx: bool, avx512_bf16: bool) -> None:
+    monkeypatch.setattr(hardware, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(hardware, "cpu_has_avx512_bf16", lambda: avx512_bf16)
     assert hardware.resolve_precision("auto", on_cuda=False)[0] == "bf16-mixed"
 
 
@@ -46,9 +49,10 @@ def test_an_explicit_precision_is_kept() -> None:
 
 def test_a_run_says_which_precision_it_picked_and_why(make_cfg, caplog, monkeypatch) -> None:
     monkeypatch.setattr(hardware, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_has_avx512_bf16", lambda: False)
     with caplog.at_level(logging.INFO, logger="lit_vision"):
         record = run(make_cfg(*FAST))
-    assert "precision 32-true (auto: this CPU has no AMX" in caplog.text
+    assert "precision 32-true (auto: this CPU has neither AMX nor AVX-512 BF16" in caplog.text
     assert "test/acc" in record
 
 
