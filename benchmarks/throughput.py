@@ -8,7 +8,8 @@ Columns, per preset (its net, batch size, optimizer, loss and data):
 
 * ``lit_vision``: ``lit_vision.train.run`` on the preset's config with its default callbacks (checkpoints, early
   stopping, LR monitor, progress bar, model summary) and CSV logger, timed by a callback from step ``--warmup`` to
-  ``--warmup + --steps`` of the first epoch (validation and checkpointing come after the timed steps);
+  ``--warmup + --steps`` of the first epoch (validation and checkpointing come after the timed steps); the same run
+  without callbacks, logger and progress bar (``lit_vision_bare``) gives their cost per step;
 * ``plain``: a hand-written loop (index a shuffled batch, /255, normalise, forward, loss, backward, step) in NCHW,
   in channels_last and compiled with ``torch.compile`` (``--variants``): the best of them is the column;
 * ``keras``: ``benchmarks/keras_throughput.py`` on the notebook's Keras model, run by ``--keras-python`` (default
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -102,11 +102,15 @@ def preset_config(preset: str, data_root: Path, overrides: list[str], run_dir: P
     return cfg
 
 
-def lit_vision_rate(preset: str, args: argparse.Namespace, work: Path) -> float:
-    out = work / f"{preset}.rates"
+#: the lit_vision run without callbacks, logger and progress bar: the difference to the default run is their cost
+BARE = ["callbacks=none", "logger=none", "+trainer.enable_progress_bar=false"]
+
+
+def lit_vision_rate(preset: str, args: argparse.Namespace, work: Path, bare: bool = False) -> float:
+    out = work / f"{preset}{'-bare' if bare else ''}.rates"
     run_dir = Path(tempfile.mkdtemp(dir=work, prefix=f"{preset}-"))
-    cfg = preset_config(preset, args.data_root, [
-        "trainer.max_epochs=1", f"trainer.limit_train_batches={args.warmup + args.steps}",
+    cfg = preset_config(preset, args.data_root, [*(BARE if bare else []), *args.overrides,
+        f"accelerator={args.device}", "trainer.max_epochs=1", f"trainer.limit_train_batches={args.warmup + args.steps}",
         "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", "validate_best=false",
         "report.plots=false", f"paths.cache_dir={args.cache_dir}", "+callbacks.bench_timer._target_=throughput.StepTimer",
         f"+callbacks.bench_timer.warmup={args.warmup}", f"+callbacks.bench_timer.steps={args.steps}",
@@ -128,16 +132,18 @@ class PlainLoop:
         self.dm = build_datamodule(cfg)
         self.model_cfg = cfg.model
         self.batch = int(cfg.data.batch_size)
-        self.images = torch.from_numpy(np.ascontiguousarray(self.dm.train_set.images))
-        self.labels = torch.from_numpy(np.asarray(self.dm.train_set.labels, dtype=np.int64))
+        self.device = torch.device(args.device)
+        # the whole training split on the device, as a person would do for data this small
+        self.images = torch.from_numpy(np.ascontiguousarray(self.dm.train_set.images)).to(self.device)
+        self.labels = torch.from_numpy(np.asarray(self.dm.train_set.labels, dtype=np.int64)).to(self.device)
         self.loss_name = str(cfg.model.loss)
         # the precision the lit_vision run of this preset resolves to (trainer.precision=auto): the loop uses it too
-        self.precision = hardware.resolve_precision(cfg.trainer.precision, on_cuda=False)[0]
+        self.precision = hardware.resolve_precision(cfg.trainer.precision, on_cuda=self.device.type == "cuda")[0]
         self._steps: dict[str, Callable[[torch.Tensor], int]] = {}  # per variant, built (and compiled) once
 
     def _net_and_optimizer(self, variant: str) -> tuple[Callable, torch.nn.Module, torch.optim.Optimizer, Any]:
         torch.manual_seed(0)
-        model = build_classifier(self.model_cfg, self.dm)  # the same net and normalisation constants
+        model = build_classifier(self.model_cfg, self.dm).to(self.device)  # same net and normalisation constants
         net = model.net.train()
         memory = torch.channels_last if variant in ("channels_last", "compiled") else torch.contiguous_format
         net = net.to(memory_format=memory)
@@ -156,32 +162,42 @@ class PlainLoop:
     def step_fn(self, variant: str) -> Callable[[torch.Tensor], int]:
         forward, _, optimizer, (mean, std, memory) = self._net_and_optimizer(variant)
 
-        bf16 = self.precision.startswith("bf16")
+        autocast = {"device_type": self.device.type, "enabled": self.precision != "32-true",
+                    "dtype": torch.float16 if self.precision.startswith("16") else torch.bfloat16}
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.startswith("16"))
 
         def step(idx: torch.Tensor) -> int:
             x = ((self.images[idx].float().div_(255) - mean) / std).contiguous(memory_format=memory)
             y = self.labels[idx]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(**autocast):
                 logits = forward(x)
             loss = self.loss(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             return len(y)
         return step
 
     def rate(self, variant: str, steps: int, warmup: int) -> float:
-        torch.set_float32_matmul_precision("highest")  # the fast choice on a CPU (docs/results.md)
+        # what lit_vision sets: exact fp32 matmuls on a CPU (the fast choice there), TF32 on a GPU
+        torch.set_float32_matmul_precision("highest" if self.device.type == "cpu" else "high")
         if variant not in self._steps:
             self._steps[variant] = self.step_fn(variant)
         step = self._steps[variant]
-        order = torch.randperm(len(self.labels))
+        order = torch.randperm(len(self.labels), device=self.device)
         batches = [order[(i * self.batch) % len(order):][: self.batch] for i in range(warmup + steps)]
         for idx in batches[:warmup]:
             step(idx)
+        self._sync()
         start = time.perf_counter()
         images = sum(step(idx) for idx in batches[warmup:])
+        self._sync()
         return images / (time.perf_counter() - start)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def flops_per_step(self) -> float:
         """FLOPs of one training step (forward + backward) of one batch, counted by torch."""
@@ -197,7 +213,7 @@ class PlainLoop:
 # --- Keras --------------------------------------------------------------------------------------------------
 def keras_rates(python: Path, presets: list[str], args: argparse.Namespace, work: Path) -> dict[str, float] | None:
     """One round of the Keras column through the separate TensorFlow interpreter (None when it is absent)."""
-    if not python.is_file():
+    if not python.is_file() or args.device != "cpu":  # the Keras column is the notebooks' CPU run
         return None
     out = work / "keras.json"
     cmd = [str(python), str(HERE / "keras_throughput.py"), "--presets", *presets, "--steps", str(args.steps),
@@ -239,14 +255,17 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     loops = {p: PlainLoop(p, args, work) for p in args.presets}
     flops = {p: loops[p].flops_per_step() / loops[p].batch for p in args.presets}  # per image
     lit: dict[str, list[float]] = {p: [] for p in args.presets}
+    bare: dict[str, list[float]] = {p: [] for p in args.presets}
     plain: dict[str, dict[str, list[float]]] = {p: {v: [] for v in args.variants} for p in args.presets}
     keras: dict[str, list[float]] = {p: [] for p in args.presets}
     for round_ in range(args.repeats):
         for preset in args.presets:
             lit[preset].append(lit_vision_rate(preset, args, work))
+            bare[preset].append(lit_vision_rate(preset, args, work, bare=True))
             for variant in args.variants:
                 plain[preset][variant].append(loops[preset].rate(variant, args.steps, args.warmup))
-            print(f"round {round_ + 1}/{args.repeats} {preset}: lit_vision {lit[preset][-1]:,.0f} img/s, plain "
+            print(f"round {round_ + 1}/{args.repeats} {preset}: lit_vision {lit[preset][-1]:,.0f} img/s (bare "
+                  f"{bare[preset][-1]:,.0f}), plain "
                   + ", ".join(f"{v} {plain[preset][v][-1]:,.0f}" for v in args.variants), flush=True)
         rates = keras_rates(args.keras_python, args.presets, args, work)
         for preset, rate in (rates or {}).items():
@@ -259,10 +278,15 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                "plain": median(plain[preset][best_variant]), "plain_variant": best_variant,
                "plain_variants": {v: median(plain[preset][v]) for v in args.variants},
                "keras": median(keras[preset])}
+        row["lit_vision_bare"] = median(bare[preset])
+        # seconds per step the default callbacks, logger and progress bar add (negative: within the noise)
+        batch = loops[preset].batch
+        row["callback_ms_per_step"] = 1e3 * (batch / row["lit_vision"] - batch / row["lit_vision_bare"])
         row["ratio_plain"] = row["lit_vision"] / row["plain"]
         row["ratio_keras"] = row["lit_vision"] / row["keras"] if row["keras"] else None
         row["gflops_lit_vision"] = row["lit_vision"] * flops[preset] / 1e9
-        row["repeats"] = {"lit_vision": lit[preset], "plain": plain[preset][best_variant], "keras": keras[preset]}
+        row["repeats"] = {"lit_vision": lit[preset], "lit_vision_bare": bare[preset], "plain": plain[preset][best_variant],
+                          "keras": keras[preset]}
         rows.append(row)
     return rows
 
@@ -270,14 +294,15 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 def print_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
     table = Table(title=f"training images/s, median of {machine['repeats']} interleaved rounds — {machine['cpu']}, "
                         f"{machine['threads']} threads, fp32 GEMM peak {machine['gemm_peak_gflops']:.0f} GFLOPS")
-    for col in ("preset", "batch", "precision", "lit_vision", "plain (best variant)", "keras", "lit/plain", "lit/keras",
-                "GFLOPS (% of peak)"):
+    for col in ("preset", "batch", "precision", "lit_vision", "callbacks ms/step", "plain (best variant)", "keras",
+                "lit/plain", "lit/keras", "GFLOPS (% of peak)"):
         table.add_column(col, justify="left" if col == "preset" else "right")
     for r in rows:
         keras = f"{r['keras']:,.0f}" if r["keras"] else "–"
         ratio_keras = f"{r['ratio_keras']:.2f}" if r["ratio_keras"] else "–"
         gflops = f"{r['gflops_lit_vision']:.1f} ({100 * r['gflops_lit_vision'] / machine['gemm_peak_gflops']:.0f}%)"
         table.add_row(r["preset"], str(r["batch"]), r["precision"], f"{r['lit_vision']:,.0f}",
+                      f"{r['callback_ms_per_step']:.2f}",
                       f"{r['plain']:,.0f} ({r['plain_variant']})", keras, f"{r['ratio_plain']:.2f}", ratio_keras,
                       gflops)
     Console(width=160).print(table)
@@ -293,17 +318,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                     help="hand-written loop variants; the best is the 'plain' column")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--keras-python", type=Path, default=REPO / ".venv-keras" / "bin" / "python")
     ap.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache")
     ap.add_argument("--json", type=Path, default=None, help="write the rows (one per preset) here")
+    ap.add_argument("--overrides", nargs="*", default=[], help="extra config overrides for the lit_vision runs")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     sys.path.insert(0, str(HERE))  # StepTimer is instantiated by Hydra as throughput.StepTimer
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    machine = {"cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(),
+    machine = {"cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(), "device": args.device,
+               "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
                "threads": torch.get_num_threads(), "gemm_peak_gflops": gemm_peak_gflops(), "repeats": args.repeats,
                "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:

@@ -150,7 +150,7 @@ def test_eval_batch_size_default_is_stated_only_in_the_config(make_cfg):
     with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'eval_batch_size'"):
         VisionDataModule("digits", channels=1)
     dm = build_datamodule(make_cfg("data=digits"))
-    assert dm.eval_batch_size == 512 and dm.val_dataloader().batch_size == 512
+    assert dm.eval_batch_size == 1024 and dm.val_dataloader().batch_size == 1024
     assert dm.batch_size == 64 and dm.train_dataloader().batch_size == 64
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from lit_vision.training.builders import build_datamodule
 from lit_vision.data.sources import load_source

@@ -148,3 +148,20 @@ def test_a_run_with_the_data_on_the_device_reports_every_test_image(make_cfg) ->
     assert len(rows) == sum(record["support"].values()) == 360  # digits test split, in order, once each
     sources = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["data"]["counts"]["test"]
     assert sum(sources.values()) == 360
+
+
+def test_on_device_auto_serves_device_batches_in_a_single_process_and_a_dataloader_under_ddp(make_cfg,
+                                                                                             monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from torch.utils.data import DataLoader
+
+    dm = build_datamodule(make_cfg())
+    single = SimpleNamespace(world_size=1, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    monkeypatch.setattr(type(dm), "trainer", property(lambda self: single), raising=False)
+    assert isinstance(dm.train_dataloader(), DeviceBatches)
+    monkeypatch.setattr("lit_vision.data.device_batches.free_memory", lambda device: 1000)  # does not fit
+    assert isinstance(dm.train_dataloader(), DataLoader)
+    ddp = SimpleNamespace(world_size=2, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    monkeypatch.setattr(type(dm), "trainer", property(lambda self: ddp), raising=False)
+    assert isinstance(dm.train_dataloader(), DataLoader)

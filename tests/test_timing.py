@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lit_vision import reporting
+from lit_vision.checks import fraction_list
 from lit_vision.errors import ConfigError
 from lit_vision.train import run
 from lit_vision.training import callbacks
@@ -70,12 +71,12 @@ def test_timing_record_and_line() -> None:
 @pytest.mark.parametrize("value", [[1.5], [0.0], [-0.2], [float("nan")], 0.8, "0.8", [True], ["0.8"], None])
 def test_time_to_setting_refuses_anything_but_fractions(value) -> None:
     with pytest.raises(ConfigError, match=r"report\.time_to"):
-        reporting.time_to_setting(value)
+        fraction_list(value, "report.time_to")
 
 
 def test_time_to_setting_accepts_fractions_up_to_one() -> None:
-    assert reporting.time_to_setting([0.5, 1, 1.0]) == [0.5, 1.0, 1.0]
-    assert reporting.time_to_setting([]) == []
+    assert fraction_list([0.5, 1, 1.0], "report.time_to") == [0.5, 1.0, 1.0]
+    assert fraction_list([], "report.time_to") == []
 
 
 # --- the callback, on a fake clock ------------------------------------------------------------------

@@ -4,7 +4,7 @@ that are also used without Hydra (data module, classifier). Each raises :class:`
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -36,3 +36,13 @@ def fraction(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 < float(value) < 1.0:
         raise ConfigError(f"{key}={value!r} must be a number strictly between 0 and 1 (e.g. {key}=0.1)")
     return float(value)
+
+
+def fraction_list(value: Any, key: str) -> list[float]:
+    """A list (maybe empty) of numbers in (0, 1], e.g. the validation accuracies of ``report.time_to``."""
+    numbers = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None  # ListConfig too
+    if numbers is None or any(isinstance(t, bool) or not isinstance(t, (int, float, np.number))
+                              or not math.isfinite(t) or not 0.0 < float(t) <= 1.0 for t in numbers):
+        raise ConfigError(f"{key}={value!r} must be a list of numbers in (0, 1], e.g. {key}=[0.8,0.9] "
+                          f"({key}=[] for none)")
+    return [float(t) for t in numbers]

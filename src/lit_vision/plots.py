@@ -7,7 +7,6 @@ saves them, logs them to any active TensorBoard logger and closes them.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from pathlib import Path
@@ -27,6 +26,8 @@ from torchmetrics.functional.classification import (  # noqa: E402
     multiclass_confusion_matrix, multiclass_roc,
 )
 
+from lit_vision.history import read_history  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 #: metrics drawn as learning curves when present in history.csv (train and/or val)
@@ -34,14 +35,6 @@ CURVE_METRICS = ("loss", "acc", "f1", "auroc")
 
 
 # --- learning curves ---------------------------------------------------------------------------
-def read_history(path: Path) -> list[dict[str, float]]:
-    """``history.csv`` (one row per epoch) as a list of dicts of floats; empty cells are dropped."""
-    if not Path(path).exists():
-        return []
-    with open(path) as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
-
-
 def plot_learning_curves(history: Sequence[Mapping[str, float]]) -> Figure | None:
     """Loss and main metrics, train vs validation per epoch, plus the learning rate (``lr-*`` columns)."""
     if not history:

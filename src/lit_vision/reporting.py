@@ -27,7 +27,7 @@ from torchmetrics.functional.classification import (
     multiclass_accuracy, multiclass_f1_score, multiclass_precision, multiclass_recall,
 )
 
-from lit_vision.errors import ConfigError
+from lit_vision.checks import fraction_list
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
 
 log = logging.getLogger("lit_vision")
@@ -84,35 +84,6 @@ def write_predictions(path: Path, probs: torch.Tensor, targets: torch.Tensor, cl
             w.writerow([i, src, t, class_names[t], p, class_names[p]] + [f"{v:.6f}" for v in probs[i].tolist()])
 
 
-def write_history(metrics_csv: Path, out: Path) -> list[dict[str, float]]:
-    """Collapse Lightning's CSV log (step and epoch rows) into one row per epoch."""
-    if not metrics_csv.exists():
-        return []
-    by_epoch: dict[int, dict[str, float]] = {}
-    pending_lr: dict[str, float] = {}  # LearningRateMonitor rows carry no epoch: give them to the next epoch
-    with open(metrics_csv) as f:
-        for row in csv.DictReader(f):
-            if not row.get("epoch"):
-                pending_lr |= {k: float(v) for k, v in row.items() if k.startswith("lr-") and v not in ("", None)}
-                continue
-            epoch = int(float(row["epoch"]))
-            target = by_epoch.setdefault(epoch, {"epoch": epoch})
-            target |= pending_lr
-            pending_lr = {}
-            for k, v in row.items():
-                if k in ("epoch", "step") or v in ("", None) or k.endswith("_step"):
-                    continue
-                target[k.removesuffix("_epoch")] = float(v)
-    rows = [by_epoch[e] for e in sorted(by_epoch)]
-    if rows:
-        keys = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
-        with open(out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
-    return rows
-
-
 def metrics_table(record: Mapping[str, Any], title: str = "metrics") -> Table:
     table = Table(title=title)
     table.add_column("metric")
@@ -162,24 +133,6 @@ def write_run_report(out: Path, record: dict[str, Any], model: Any, dm: Any, rep
 EPOCH_SECONDS, TRAIN_SECONDS = "time/epoch_seconds", "time/train_seconds"
 
 
-def read_history(path: Path) -> list[dict[str, float]]:
-    """``history.csv`` (one row per epoch) as a list of dicts of floats; empty cells are dropped."""
-    if not Path(path).exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
-
-
-def time_to_setting(value: Any, key: str = "report.time_to") -> list[float]:
-    """The validation-accuracy thresholds of ``report.time_to``: a list of numbers in (0, 1]."""
-    numbers = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None  # ListConfig too
-    if numbers is None or any(isinstance(t, bool) or not isinstance(t, (int, float, np.number))
-                              or not math.isfinite(t) or not 0.0 < float(t) <= 1.0 for t in numbers):
-        raise ConfigError(f"{key}={value!r} must be a list of validation accuracies in (0, 1], e.g. "
-                          f"{key}=[0.8,0.9] ({key}=[] for none)")
-    return [float(t) for t in numbers]
-
-
 def threshold_key(threshold: float) -> str:
     """How a threshold names its entry in ``time_to_val_acc``: ``0.8`` → ``"0.8"``."""
     return repr(float(threshold))
@@ -210,7 +163,7 @@ def timing_record(history_rows: Sequence[Mapping[str, float]], time_to: Any,
                   fallback_seconds: float | None = None) -> dict[str, Any]:
     """``train_seconds`` and ``time_to_val_acc`` for ``metrics.json``. ``time_to_val_acc`` is ``None`` as a whole
     when there is no per-epoch history (no logger, ``fast_dev_run``): unknown, which is not "never reached"."""
-    thresholds = time_to_setting(time_to)
+    thresholds = fraction_list(time_to, "report.time_to")
     return {"train_seconds": train_seconds(history_rows, fallback_seconds),
             "time_to_val_acc": time_to_thresholds(history_rows, thresholds) if history_rows else None}
 

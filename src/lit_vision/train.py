@@ -18,6 +18,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from lit_vision import reporting
+from lit_vision.history import read_history, write_history
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.runner import hydra_command
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
@@ -46,7 +47,7 @@ def fit(cfg: DictConfig, dm: VisionDataModule, out: Path) -> tuple[ImageClassifi
     trainer = build_trainer(cfg)
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     if trainer.is_global_zero:  # before validate/test append their rows to the CSV log
-        reporting.write_history(out / "metrics.csv", out / "history.csv")
+        write_history(out / "metrics.csv", out / "history.csv")
     state = {"epochs_trained": trainer.current_epoch, "global_step": trainer.global_step,
              "resumed_from": ckpt_path, "world_size": trainer.world_size, "best_checkpoint": best_checkpoint(trainer)}
     return model, trainer, state
@@ -80,7 +81,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     scalars, confusion = score_best(cfg, trainer, model, dm, state["best_checkpoint"])
     # wall time from history.csv (the same on resume and under DDP); the timer's own total when there is no history
     timer = next((cb for cb in fit_trainer.callbacks if isinstance(cb, EpochTimer)), None)
-    timing = reporting.timing_record(reporting.read_history(out / "history.csv"), cfg.report.time_to,
+    timing = reporting.timing_record(read_history(out / "history.csv"), cfg.report.time_to,
                                      timer.train_seconds if timer is not None else None)
     record = reporting.build_metrics_record(scalars, confusion, dm.class_names,
                                             extra={**state, **timing, "data": dm.describe(),
