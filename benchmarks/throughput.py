@@ -138,7 +138,8 @@ class PlainLoop:
         self.labels = torch.from_numpy(np.asarray(self.dm.train_set.labels, dtype=np.int64)).to(self.device)
         self.loss_name = str(cfg.model.loss)
         # the precision the lit_vision run of this preset resolves to (trainer.precision=auto): the loop uses it too
-        self.precision = hardware.resolve_precision(cfg.trainer.precision, on_cuda=self.device.type == "cuda")[0]
+        self.precision = hardware.resolve_precision(cfg.trainer.precision, self.device.type == "cuda",
+                                                    hardware.convolutional(cfg))[0]
         self._steps: dict[str, Callable[[torch.Tensor], int]] = {}  # per variant, built (and compiled) once
 
     def _net_and_optimizer(self, variant: str) -> tuple[Callable, torch.nn.Module, torch.optim.Optimizer, Any]:
@@ -180,7 +181,7 @@ class PlainLoop:
         return step
 
     def rate(self, variant: str, steps: int, warmup: int) -> float:
-        # what lit_vision sets: exact fp32 matmuls on a CPU (the fast choice there), TF32 on a GPU
+        # what lit_vision sets: exact fp32 matmuls on a CPU, TF32 on a GPU
         torch.set_float32_matmul_precision("highest" if self.device.type == "cpu" else "high")
         if variant not in self._steps:
             self._steps[variant] = self.step_fn(variant)
@@ -234,14 +235,17 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
-def gemm_peak_gflops(size: int = 1024, seconds: float = 2.0) -> float:
-    """Best fp32 matrix-multiply throughput of this process's threads."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def gemm_peak_gflops(size: int = 1024, seconds: float = 2.0, dtype: torch.dtype = torch.float32,
+                     device: str = "cpu") -> float:
+    """Best matrix-multiply throughput (``dtype``) of this process's threads or of the GPU."""
+    a, b = torch.randn(size, size, dtype=dtype, device=device), torch.randn(size, size, dtype=dtype, device=device)
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         for _ in range(5):
             torch.mm(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
         best = max(best, 5 * 2 * size ** 3 / (time.perf_counter() - start))
     return best / 1e9
 
@@ -251,7 +255,7 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+def measure(args: argparse.Namespace, work: Path, peaks: dict[str, float]) -> list[dict[str, Any]]:
     loops = {p: PlainLoop(p, args, work) for p in args.presets}
     flops = {p: loops[p].flops_per_step() / loops[p].batch for p in args.presets}  # per image
     lit: dict[str, list[float]] = {p: [] for p in args.presets}
@@ -285,6 +289,7 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         row["ratio_plain"] = row["lit_vision"] / row["plain"]
         row["ratio_keras"] = row["lit_vision"] / row["keras"] if row["keras"] else None
         row["gflops_lit_vision"] = row["lit_vision"] * flops[preset] / 1e9
+        row["gemm_peak_gflops"] = peaks["bf16" if row["precision"].startswith("bf16") else "fp32"]
         row["repeats"] = {"lit_vision": lit[preset], "lit_vision_bare": bare[preset], "plain": plain[preset][best_variant],
                           "keras": keras[preset]}
         rows.append(row)
@@ -293,14 +298,15 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 
 def print_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
     table = Table(title=f"training images/s, median of {machine['repeats']} interleaved rounds — {machine['cpu']}, "
-                        f"{machine['threads']} threads, fp32 GEMM peak {machine['gemm_peak_gflops']:.0f} GFLOPS")
+                        f"{machine['threads']} threads, GEMM peak fp32 {machine['gemm_peak_gflops']:.0f} / bf16 "
+                        f"{machine['gemm_peak_gflops_bf16']:.0f} GFLOPS")
     for col in ("preset", "batch", "precision", "lit_vision", "callbacks ms/step", "plain (best variant)", "keras",
-                "lit/plain", "lit/keras", "GFLOPS (% of peak)"):
+                "lit/plain", "lit/keras", "GFLOPS (% of its GEMM peak)"):
         table.add_column(col, justify="left" if col == "preset" else "right")
     for r in rows:
         keras = f"{r['keras']:,.0f}" if r["keras"] else "–"
         ratio_keras = f"{r['ratio_keras']:.2f}" if r["ratio_keras"] else "–"
-        gflops = f"{r['gflops_lit_vision']:.1f} ({100 * r['gflops_lit_vision'] / machine['gemm_peak_gflops']:.0f}%)"
+        gflops = f"{r['gflops_lit_vision']:.1f} ({100 * r['gflops_lit_vision'] / r['gemm_peak_gflops']:.0f}%)"
         table.add_row(r["preset"], str(r["batch"]), r["precision"], f"{r['lit_vision']:,.0f}",
                       f"{r['callback_ms_per_step']:.2f}",
                       f"{r['plain']:,.0f} ({r['plain_variant']})", keras, f"{r['ratio_plain']:.2f}", ratio_keras,
@@ -331,10 +337,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     sys.path.insert(0, str(HERE))  # StepTimer is instantiated by Hydra as throughput.StepTimer
     machine = {"cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(), "device": args.device,
                "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
-               "threads": torch.get_num_threads(), "gemm_peak_gflops": gemm_peak_gflops(), "repeats": args.repeats,
+               "threads": torch.get_num_threads(), "gemm_peak_gflops": gemm_peak_gflops(device=args.device),
+               "gemm_peak_gflops_bf16": gemm_peak_gflops(dtype=torch.bfloat16, device=args.device),
+               "repeats": args.repeats,
                "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
-        rows = measure(args, Path(tmp))
+        rows = measure(args, Path(tmp), {"fp32": machine["gemm_peak_gflops"], "bf16": machine["gemm_peak_gflops_bf16"]})
     for row in rows:
         row["machine"] = machine
     print_table(rows, machine)

@@ -1,9 +1,10 @@
 """What this machine is good at: the precision ``trainer.precision=auto`` picks, cuDNN autotuning, thread counts.
 
 bf16-mixed is only fast where the hardware multiplies bf16 natively: CUDA GPUs with bf16 support (Ampere and
-newer), CPUs with AMX tiles (recent Xeons) and CPUs with AVX-512 BF16 dot products (Zen 4 EPYCs: 1.3-1.8x fp32 on
-the notebook CNNs, docs/results.md). On an AVX2-only CPU autocast to bf16 is ~10x *slower* than fp32, so ``auto``
-picks fp32 there. The choice and its reason are printed at start.
+newer), CPUs with AMX tiles (recent Xeons) and, for convolutional nets, CPUs with AVX-512 BF16 dot products (Zen 4
+EPYCs: 1.3-1.8x fp32 on the notebook CNNs, but 0.75x on the dense nets; benchmarks/cpu_precision.py,
+docs/results.md). On an AVX2-only CPU autocast to bf16 is ~10x *slower* than fp32, so ``auto`` picks fp32 there.
+The choice and its reason are printed at start.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("lit_vision")
 
@@ -37,8 +38,10 @@ def cuda_has_bf16() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def resolve_precision(requested: Any, on_cuda: bool) -> tuple[str, str]:
-    """``(precision, reason)`` for ``trainer.precision``; anything but ``auto`` is kept as given."""
+def resolve_precision(requested: Any, on_cuda: bool, convolutional: bool = True) -> tuple[str, str]:
+    """``(precision, reason)`` for ``trainer.precision``; anything but ``auto`` is kept as given.
+
+    ``convolutional``: does the net convolve (AVX-512 BF16 speeds up convolutions, not small dense layers)?"""
     if str(requested) != "auto":
         return str(requested), "as configured"
     if on_cuda:
@@ -47,10 +50,18 @@ def resolve_precision(requested: Any, on_cuda: bool) -> tuple[str, str]:
         return "16-mixed", f"auto: {torch.cuda.get_device_name()} has no bf16, fp16 autocast instead"
     if cpu_has_amx():
         return "bf16-mixed", "auto: this CPU has AMX tiles (native bf16 matrix multiply)"
+    if cpu_has_avx512_bf16() and convolutional:
+        return "bf16-mixed", "auto: this CPU has AVX-512 BF16 (native bf16 dot products) and the net convolves"
     if cpu_has_avx512_bf16():
-        return "bf16-mixed", "auto: this CPU has AVX-512 BF16 (native bf16 dot products)"
+        return "32-true", "auto: AVX-512 BF16 without AMX trains dense nets slower in bf16 than in fp32"
     return "32-true", (f"auto: this CPU has neither AMX nor AVX-512 BF16 ({torch.backends.cpu.get_cpu_capability()}), "
                        "bf16 would be slower")
+
+
+def convolutional(cfg: DictConfig) -> bool:
+    """Does the configured net convolve? Every registered net but the dense ``mlp`` does; a command without a model
+    config (evaluate: the net comes from the checkpoint) counts as convolutional."""
+    return OmegaConf.select(cfg, "model.net.name", default=None) != "mlp"
 
 
 def local_processes(cfg: DictConfig) -> int:
@@ -88,7 +99,7 @@ def configure(cfg: DictConfig, on_cuda: bool, announce: bool = True) -> dict[str
     threads = cpu_threads(cfg, on_cuda)
     torch.set_num_threads(threads)
     torch.set_float32_matmul_precision(cfg.matmul_precision if on_cuda else "highest")
-    precision, reason = resolve_precision(cfg.trainer.precision, on_cuda)
+    precision, reason = resolve_precision(cfg.trainer.precision, on_cuda, convolutional(cfg))
     args: dict[str, Any] = {"precision": precision}
     if on_cuda and cfg.trainer.benchmark is None:
         args["benchmark"] = True  # cuDNN picks the fastest conv algorithms for the (fixed) input shapes
