@@ -27,6 +27,6 @@ def test_horse_cnn_on_real_cifar_jpeg(make_cfg, shared_datasets):
     assert data["counts"]["test"] == {"not_horse": 9000, "horse": 1000}
     assert sum(data["counts"]["train"].values()) + sum(data["counts"]["val"].values()) == 50_000
     assert data["counts"]["val"]["horse"] == 500  # stratified 10% of train
-    assert sum(record["counts"].values()) == 2 * 512  # two test batches of eval_batch_size
+    assert sum(record["counts"].values()) == 2 * cfg.data.eval_batch_size  # two test batches
     metrics = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
     assert {"test/acc", "test/precision", "test/recall", "test/f1", "test/auroc"} <= set(metrics)

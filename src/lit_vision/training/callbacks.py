@@ -107,8 +107,8 @@ class EpochTimer(Callback):
     The total travels in the checkpoint (:meth:`state_dict`), so a resumed run continues the count; a checkpoint
     written mid-epoch (``every_n_train_steps``) also carries that epoch's seconds so far. A restored state is
     applied when training starts, so ``trainer.validate/test(ckpt_path=...)`` after the fit leave
-    :attr:`train_seconds` as it is. With several processes (DDP) the logged values are the slowest rank's
-    (``reduce_fx="max"``; one tiny all-reduce per value per epoch).
+    :attr:`train_seconds` as it is. With several processes (DDP) each rank logs its own clock and rank 0's is
+    recorded (ranks step in lockstep, so they agree to within a step).
     """
 
     EPOCH_KEY = "time/epoch_seconds"
@@ -160,7 +160,9 @@ class EpochTimer(Callback):
         self.train_seconds += seconds
         self._start, self._carried = None, None
         for key, value in ((self.EPOCH_KEY, seconds), (self.TOTAL_KEY, self.train_seconds)):
-            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
+            # no sync_dist: a synced value is reduced lazily, and rank 0's progress bar would then start a collective
+            # the other ranks do not join (a DDP deadlock); each rank logs its own clock, rank 0's is recorded
+            pl_module.log(key, value, on_step=False, on_epoch=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = None  # trainer.validate/test after fit are not training

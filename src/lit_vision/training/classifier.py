@@ -151,8 +151,9 @@ class ImageClassifier(L.LightningModule):
         seen = max(self._train_seen, 1)
         self.log("train/loss", self._train_loss_sum / seen, on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=seen)
-        self.log_dict(self.train_metrics.compute(), on_epoch=True, prog_bar=True)  # torchmetrics syncs DDP ranks
-        self.train_metrics.reset()
+        # the metric objects themselves: Lightning computes (and syncs over DDP ranks) and resets them at epoch end,
+        # on every rank at the same point; computing them here would start a collective rank 0 may not be in
+        self.log_dict(self.train_metrics, on_epoch=True, prog_bar=True)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         loss, probs, y = self._shared_step(batch)
