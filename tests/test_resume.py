@@ -150,3 +150,23 @@ def test_checkpoint_writes_are_atomic_and_never_nan(tmp_path: Path) -> None:
     assert good.read_bytes() == b"GOOD"
     cb._save_checkpoint(_FakeTrainer(torch.nn.Linear(2, 2)), str(good))  # finite: written (atomically)
     assert good.read_bytes() == b"half a checkpoint" and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_resumed_run_appends_to_metrics_csv_instead_of_replacing_it(tmp_path: Path) -> None:
+    """history.csv of a resumed run keeps the epochs logged before the kill."""
+    from lit_vision.history import write_history
+    from lit_vision.training.callbacks import RunDirCSVLogger
+
+    first = RunDirCSVLogger(save_dir=str(tmp_path), name="", version="")
+    first.log_metrics({"epoch": 0, "val/acc": 0.5}, step=4)
+    first.save()
+    resumed = RunDirCSVLogger(save_dir=str(tmp_path), name="", version="")
+    resumed.keep_existing = True
+    resumed.log_metrics({"epoch": 1, "val/acc": 0.7, "train/loss": 0.3}, step=9)
+    resumed.save()
+    rows = write_history(tmp_path / "metrics.csv", tmp_path / "history.csv")
+    assert [(r["epoch"], r["val/acc"]) for r in rows] == [(0, 0.5), (1, 0.7)] and rows[1]["train/loss"] == 0.3
+    fresh = RunDirCSVLogger(save_dir=str(tmp_path), name="", version="")  # not resuming: replaced, as before
+    fresh.log_metrics({"epoch": 0, "val/acc": 0.9}, step=4)
+    fresh.save()
+    assert [(r["epoch"], r["val/acc"]) for r in write_history(tmp_path / "metrics.csv", tmp_path / "h2.csv")] == [(0, 0.9)]

@@ -21,6 +21,7 @@ from lit_vision import reporting
 from lit_vision.history import read_history, write_history
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.runner import hydra_command
+from lit_vision.training.callbacks import RunDirCSVLogger
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
 from lit_vision.training.callbacks import EpochTimer
 from lit_vision.training.checkpoints import check_resume_checkpoint, resolve_ckpt_path, resume_run_dir
@@ -45,6 +46,9 @@ def fit(cfg: DictConfig, dm: VisionDataModule, out: Path) -> tuple[ImageClassifi
     if ckpt_path:
         check_resume_checkpoint(ckpt_path, model)
     trainer = build_trainer(cfg)
+    for logger in trainer.loggers if ckpt_path else []:
+        if isinstance(logger, RunDirCSVLogger):  # a resumed run keeps the epochs it already logged
+            logger.keep_existing = True
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     if trainer.is_global_zero:  # before validate/test append their rows to the CSV log
         write_history(out / "metrics.csv", out / "history.csv")

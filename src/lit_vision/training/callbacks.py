@@ -7,6 +7,7 @@ lines that say nothing about the run (adverts, "no GPU/TPU" on a CPU run, a depr
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 import sys
@@ -180,9 +181,19 @@ class EpochTimer(Callback):
 
 # --- CSV logger ------------------------------------------------------------------------------------
 class _RunDirWriter(ExperimentWriter):
+    def __init__(self, log_dir: str, keep_existing: bool = False) -> None:
+        self.keep_existing = keep_existing
+        super().__init__(log_dir=log_dir)
+        if keep_existing and self._fs.isfile(self.metrics_file_path):  # append under the existing header
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = sorted(csv.DictReader(f).fieldnames or [])
+
     def _check_log_dir_exists(self) -> None:
         # Lightning warns whenever the folder is not empty, but only metrics.csv is ever deleted; the run dir always
-        # holds .hydra/ and the log file. So warn (and delete, as Lightning does) only when metrics.csv is there.
+        # holds .hydra/ and the log file. So warn (and delete, as Lightning does) only when metrics.csv is there,
+        # and keep it when the run resumes: its finished epochs belong to this run's history.
+        if self.keep_existing:
+            return
         if self._fs.isfile(self.metrics_file_path):
             super()._check_log_dir_exists()
 
@@ -191,12 +202,15 @@ class RunDirCSVLogger(CSVLogger):
     """Lightning's :class:`CSVLogger` writing ``metrics.csv`` straight into the run dir, warning only when an
     earlier ``metrics.csv`` is about to be replaced (not merely because Hydra's files are already there)."""
 
+    #: set by ``train.fit`` when the run resumes from a checkpoint: append to ``metrics.csv`` instead of replacing it
+    keep_existing = False
+
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _RunDirWriter(log_dir=self.log_dir)
+            self._experiment = _RunDirWriter(log_dir=self.log_dir, keep_existing=self.keep_existing)
         return self._experiment
 
 
