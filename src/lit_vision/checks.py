@@ -17,6 +17,11 @@ def positive_int(value: Any, key: str) -> int:
     return int(value)
 
 
+def positive_int_or_auto(value: Any, key: str) -> int | str:
+    """``auto`` (the code decides) or an integer >= 1."""
+    return value if value == "auto" else positive_int(value, key)
+
+
 def positive_number(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
             or value <= 0:

@@ -13,7 +13,9 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from lit_vision.checks import fraction, fraction_list, non_negative_number, positive_int, positive_number
+from lit_vision.checks import (
+    fraction, fraction_list, non_negative_number, positive_int, positive_int_or_auto, positive_number,
+)
 from lit_vision.errors import ConfigError
 
 from lit_vision.runs import project_root
@@ -43,10 +45,8 @@ def validate_config(cfg: DictConfig) -> None:
     for key, check in (("model.optimizer.lr", positive_number), ("model.optimizer.weight_decay", non_negative_number),
                        ("data.batch_size", positive_int), ("data.eval_batch_size", positive_int),
                        ("data.val_fraction", fraction), ("trainer.max_epochs", positive_int),
-                       ("report.time_to", fraction_list)):
+                       ("report.time_to", fraction_list), ("cpu_threads", positive_int_or_auto)):
         _check(cfg, key, check)
-    if OmegaConf.select(cfg, "cpu_threads", default="auto") != "auto":
-        positive_int(cfg.cpu_threads, "cpu_threads")
     precision = str(OmegaConf.select(cfg, "trainer.precision", default="32"))
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     if precision.startswith("16") and (accelerator == "cpu" or (accelerator == "auto" and not _cuda())):

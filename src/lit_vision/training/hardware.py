@@ -2,7 +2,7 @@
 
 bf16-mixed is only fast where the hardware multiplies bf16 natively: CUDA GPUs with bf16 support (Ampere and
 newer), CPUs with AMX tiles (recent Xeons) and, for convolutional nets, CPUs with AVX-512 BF16 dot products (Zen 4
-EPYCs: 1.3-1.8x fp32 on the notebook CNNs, but 0.75x on the dense nets; benchmarks/cpu_precision.py,
+EPYCs: 1.3-1.8x fp32 on the notebook CNNs, but 0.75-0.78x on the dense fashion_dense net; benchmarks/cpu_precision.py,
 docs/results.md). On an AVX2-only CPU autocast to bf16 is ~10x *slower* than fp32, so ``auto`` picks fp32 there.
 The choice and its reason are printed at start.
 """
@@ -64,6 +64,11 @@ def convolutional(cfg: DictConfig) -> bool:
     return OmegaConf.select(cfg, "model.net.name", default=None) != "mlp"
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def local_processes(cfg: DictConfig) -> int:
     """Training processes this machine runs for this job (DDP devices on CPU; 1 otherwise)."""
     devices = cfg.trainer.get("devices", 1)
@@ -78,7 +83,7 @@ def cpu_threads(cfg: DictConfig, on_cuda: bool) -> int:
     requested = cfg.cpu_threads
     if requested != "auto":
         return int(requested)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     return max(1, cores // local_processes(cfg)) if not on_cuda else min(torch.get_num_threads(), cores)
 
 
@@ -87,7 +92,7 @@ def warn_if_cores_are_busy() -> None:
     if not hasattr(os, "getloadavg"):
         return
     load = os.getloadavg()[0]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     if load > SHARED_LOAD * cores:
         log.warning("the CPU is already busy (load %.1f on %d cores): this run shares the cores and will be slower. "
                     "Run one training at a time, or give each run its share with cpu_threads=<n>.", load, cores)
