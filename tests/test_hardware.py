@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +178,33 @@ def test_on_device_auto_serves_device_batches_in_a_single_process_and_a_dataload
     ddp = SimpleNamespace(world_size=2, strategy=SimpleNamespace(root_device=torch.device("cpu")))
     monkeypatch.setattr(type(dm), "trainer", property(lambda self: ddp), raising=False)
     assert isinstance(dm.train_dataloader(), DataLoader)
+
+
+# --- no GPU probing while a CPU run trains ---------------------------------------------------------------
+@pytest.mark.parametrize("before", [None, "0"])
+def test_gpus_are_hidden_only_inside_the_block_and_restored_after(monkeypatch, before: str | None) -> None:
+    if before is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", before)
+    with hardware.gpus_hidden(True):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+        assert torch.cuda.device_count() == 0
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == before
+    with hardware.gpus_hidden(False):
+        assert os.environ.get("CUDA_VISIBLE_DEVICES") == before
+
+
+def test_a_cpu_run_takes_its_optimizer_steps_with_the_gpus_hidden(make_cfg, monkeypatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    seen: list[str | None] = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        seen.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    run(make_cfg(*FAST, "model.optimizer.name=adam"))
+    assert seen and set(seen) == {""}
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # given back after the fit

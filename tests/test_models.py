@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lit_vision.models import create_net
+from lit_vision.models.layers import Dropout
 from omegaconf import OmegaConf
 
 from lit_vision.training.classifier import num_outputs_for
@@ -51,3 +52,23 @@ def test_unknown_block_is_rejected():
 
     with pytest.raises(ValueError, match="unknown block"):
         ConvNet(3, [32, 32], 10, features=[{"convolution": 3}])
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_cpu_dropout_keeps_the_expected_share_scaled_and_routes_gradients(p):
+    torch.manual_seed(0)
+    layer = Dropout(p).train()
+    x = torch.ones(200, 1000, requires_grad=True)
+    y = layer(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.01  # 200k draws: the share is within 1% of 1 - p
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))  # survivors scaled like nn.Dropout
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)  # the gradient flows exactly through the kept units
+    assert torch.equal(layer.eval()(x), x)  # identity at evaluation
+
+
+def test_cpu_dropout_extremes_match_torch():
+    x = torch.randn(8, 16)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))

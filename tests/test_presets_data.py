@@ -62,7 +62,7 @@ def test_fashion_cnn_single_dropout_knob_reaches_every_dropout(make_cfg, dropout
     cfg = make_cfg("experiment=fashion_cnn", f"model.dropout={dropout}", f"model.batchnorm={batchnorm}")
     net = build_net(cfg, 1, 28, 10)
     spatial = [m for m in net.modules() if isinstance(m, nn.Dropout2d)]
-    dense = [m for m in net.modules() if type(m) is nn.Dropout]
+    dense = [m for m in net.modules() if isinstance(m, nn.Dropout)]
     assert len(spatial) == 2 and all(m.p == dropout for m in spatial)
     assert len(dense) == (3 if dropout else 0) and all(m.p == dropout for m in dense)
     assert sum(isinstance(m, nn.BatchNorm1d) for m in net.modules()) == (3 if batchnorm else 0)

@@ -45,8 +45,10 @@ def validate_config(cfg: DictConfig) -> None:
     for key, check in (("model.optimizer.lr", positive_number), ("model.optimizer.weight_decay", non_negative_number),
                        ("data.batch_size", positive_int), ("data.eval_batch_size", positive_int),
                        ("data.val_fraction", fraction), ("trainer.max_epochs", positive_int),
-                       ("report.time_to", fraction_list), ("cpu_threads", positive_int_or_auto)):
+                       ("report.time_to", fraction_list), ("cpu_threads", positive_int_or_auto),
+                       ("steps_per_execution", positive_int)):
         _check(cfg, key, check)
+    _check_steps_per_execution(cfg)
     precision = str(OmegaConf.select(cfg, "trainer.precision", default="32"))
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     if precision.startswith("16") and (accelerator == "cpu" or (accelerator == "auto" and not _cuda())):
@@ -55,6 +57,28 @@ def validate_config(cfg: DictConfig) -> None:
     if accelerator in ("cuda", "gpu") and not _cuda():
         raise ConfigError("accelerator=cuda but no CUDA GPU is visible (torch.cuda.is_available() is False); "
                           "use accelerator=cpu or accelerator=auto")
+
+
+def _check_steps_per_execution(cfg: DictConfig) -> None:
+    """``steps_per_execution > 1`` takes its optimizer steps itself (Lightning's manual optimisation): refuse the
+    settings that Lightning would then no longer apply."""
+    steps = int(OmegaConf.select(cfg, "steps_per_execution", default=1) or 1)
+    if steps == 1:
+        return
+    fix = f"or use steps_per_execution=1 (now {steps})"
+    if OmegaConf.select(cfg, "model.scheduler.name", default="none") == "plateau":
+        raise ConfigError(f"model.scheduler.name=plateau steps on validation results, which steps_per_execution > 1 "
+                          f"does not pass on; use a per-step scheduler (cosine, onecycle) or none, {fix}")
+    if OmegaConf.select(cfg, "trainer.gradient_clip_val", default=None) is not None:
+        raise ConfigError(f"trainer.gradient_clip_val is not applied with steps_per_execution > 1; remove it {fix}")
+    if int(OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1) or 1) != 1:
+        raise ConfigError(f"trainer.accumulate_grad_batches > 1 is not applied with steps_per_execution > 1; set it "
+                          f"to 1 {fix}")
+    every = OmegaConf.select(cfg, "callbacks.last_checkpoint.every_n_train_steps", default=None)
+    if every is not None and int(every) % steps:
+        raise ConfigError(f"callbacks.last_checkpoint.every_n_train_steps={every} is not a multiple of "
+                          f"steps_per_execution={steps}: checkpoints are only written between groups of steps; "
+                          f"use a multiple of {steps}")
 
 
 def _cuda() -> bool:

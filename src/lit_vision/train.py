@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from lit_vision import reporting
@@ -26,7 +27,8 @@ from lit_vision.training.builders import build_classifier, build_datamodule, bui
 from lit_vision.training.callbacks import EpochTimer
 from lit_vision.training.checkpoints import check_resume_checkpoint, resolve_ckpt_path, resume_run_dir
 from lit_vision.training.classifier import ImageClassifier
-from lit_vision.training.distributed import check_launch, evaluation_trainer, quiet_non_zero_ranks
+from lit_vision.training import hardware
+from lit_vision.training.distributed import check_launch, evaluation_trainer, on_cpu, quiet_non_zero_ranks
 
 log = logging.getLogger("lit_vision")
 
@@ -43,13 +45,16 @@ def fit(cfg: DictConfig, dm: VisionDataModule, out: Path) -> tuple[ImageClassifi
     resumed = resume_run_dir(cfg.resume)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path or ("last" if resumed else None), resumed or out)
     model = build_classifier(cfg.model, dm)
+    dm.group_train_batches(cfg.steps_per_execution)
+    model.set_steps_per_execution(cfg.steps_per_execution, dm.batch_size)
     if ckpt_path:
         check_resume_checkpoint(ckpt_path, model)
     trainer = build_trainer(cfg)
     for logger in trainer.loggers if ckpt_path else []:
         if isinstance(logger, RunDirCSVLogger):  # a resumed run keeps the epochs it already logged
             logger.keep_existing = True
-    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    with hardware.gpus_hidden(on_cpu(cfg) and not torch.cuda.is_initialized()):
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     if trainer.is_global_zero:  # before validate/test append their rows to the CSV log
         write_history(out / "metrics.csv", out / "history.csv")
     state = {"epochs_trained": trainer.current_epoch, "global_step": trainer.global_step,

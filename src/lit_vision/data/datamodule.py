@@ -97,6 +97,7 @@ class VisionDataModule(L.LightningDataModule):
         if on_device not in ("auto", True, False):
             raise ConfigError(f"data.on_device={on_device!r}: use auto, true or false")
         self.on_device = on_device
+        self.batches_per_step = 1  # consecutive training batches served as one (group_train_batches)
         self.source_kwargs: dict[str, Any] | None = None  # what the loader is called with, after _check()
         self._loaded: SourceSplits | None = None
         self.train_set: ImageArrays | None = None
@@ -268,8 +269,14 @@ class VisionDataModule(L.LightningDataModule):
                           num_workers=self.num_workers, collate_fn=keep_batch, pin_memory=pin,
                           persistent_workers=self.num_workers > 0, drop_last=False)
 
+    def group_train_batches(self, steps: int) -> None:
+        """Serve ``steps`` consecutive training batches as one (``steps_per_execution``): the same images in the
+        same order as ``steps`` separate batches, for a model that splits them again
+        (:meth:`~lit_vision.training.classifier.ImageClassifier.set_steps_per_execution`)."""
+        self.batches_per_step = positive_int(steps, "steps_per_execution")
+
     def train_dataloader(self) -> DataLoader | DeviceBatches:
-        return self._loader(self.train_set, True, self.batch_size)
+        return self._loader(self.train_set, True, self.batch_size * self.batches_per_step)
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.val_set, False, self.eval_batch_size)

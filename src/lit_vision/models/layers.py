@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU,
                                            "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
@@ -18,6 +20,24 @@ def activation(name: str | None) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a faster mask on CPUs; the same layer everywhere else.
+
+    PyTorch draws CPU dropout masks with ``bernoulli_``, ~4x slower than ``torch.rand`` (2.7 ms for the notebook
+    003 CNN's 128 x 1600 activations on a 2-core EPYC: a sixth of its training step). Here the mask is
+    ``rand >= p`` and the kept values are scaled by ``1 / (1 - p)``: the same distribution, autograd for the
+    backward pass. CUDA keeps PyTorch's fused kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.device.type != "cpu":
+            return F.dropout(x, self.p, self.training, self.inplace)
+        if self.p == 1.0:
+            return torch.zeros_like(x)
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
 def dense_stack(in_features: int, hidden: Sequence[int], num_outputs: int, dropout: float = 0.0,
                 input_dropout: float = 0.0, batchnorm: bool = False, act: str = "relu") -> nn.Sequential:
     """[Dropout] → (for each hidden width: [BatchNorm] → Linear → act → [Dropout]) → Linear(num_outputs).
@@ -26,14 +46,14 @@ def dense_stack(in_features: int, hidden: Sequence[int], num_outputs: int, dropo
     """
     layers: list[nn.Module] = []
     if input_dropout:
-        layers.append(nn.Dropout(input_dropout))
+        layers.append(Dropout(input_dropout))
     width = in_features
     for h in hidden:
         if batchnorm:
             layers.append(nn.BatchNorm1d(width))
         layers += [nn.Linear(width, int(h)), activation(act)]
         if dropout:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         width = int(h)
     layers.append(nn.Linear(width, num_outputs))
     return nn.Sequential(*layers)

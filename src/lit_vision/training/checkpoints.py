@@ -178,8 +178,17 @@ def resume_run_dir(resume: str | None) -> Path | None:
 
 
 def check_resume_checkpoint(path: str, model: torch.nn.Module) -> None:
-    """Fail early, with the file named, when the checkpoint to resume from is damaged or from another model."""
-    check_compatible(path, read_checkpoint(path), model)
+    """Fail early, with the file named, when the checkpoint to resume from is damaged or from another model, or
+    was written with Lightning's other optimisation mode (each keeps its own step count)."""
+    ckpt = read_checkpoint(path)
+    check_compatible(path, ckpt, model)
+    saved = int(ckpt.get("steps_per_execution", 1))
+    wanted = int(getattr(model, "steps_per_execution", 1))
+    if (saved == 1) != (wanted == 1):
+        raise CheckpointError(f"checkpoint {path} was written with steps_per_execution={saved} and this run asks for "
+                              f"{wanted}: Lightning counts the steps of the two modes apart, so the step count would "
+                              f"restart. Resume with steps_per_execution={saved}"
+                              + (" (or any value above 1)" if saved > 1 else ""))
 
 
 # --- never save NaN weights ------------------------------------------------------------------------
