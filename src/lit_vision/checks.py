@@ -51,3 +51,10 @@ def fraction_list(value: Any, key: str) -> list[float]:
         raise ConfigError(f"{key}={value!r} must be a list of numbers in (0, 1], e.g. {key}=[0.8,0.9] "
                           f"({key}=[] for none)")
     return [float(t) for t in numbers]
+
+
+def proportion(value: Any, key: str) -> float:
+    """A share of something, 0 and 1 included (e.g. a warmup's share of the training steps)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"{key}={value!r} must be a number from 0 to 1 (e.g. {key}=0.05)")
+    return float(value)

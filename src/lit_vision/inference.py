@@ -46,7 +46,7 @@ def _neural(ckpt: Path, device: str, batch_size: int) -> Predictor:
 
     @torch.no_grad()
     def predict(images: np.ndarray) -> np.ndarray:
-        out = [model.probabilities(model(torch.from_numpy(images[i:i + batch_size]).to(device))).cpu()
+        out = [model.probabilities(model.eval_logits(torch.from_numpy(images[i:i + batch_size]).to(device))).cpu()
                for i in range(0, len(images), batch_size)]
         return torch.cat(out).numpy()
 

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from lit_vision.checks import fraction, positive_int
 from lit_vision.data.arrays import ImageArrays, SourceSplits
 from lit_vision.data.device_batches import DeviceBatches, fits_on
-from lit_vision.data.augment import AugmentConfig, augment_batch
+from lit_vision.data.augment import AugmentConfig, augment_batch, trivial_augment
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights
 from lit_vision.data.sources import check_channels, get_loader, load_source, loader_parameters, parse_image_size
 from lit_vision.data.split import stratified_split
@@ -92,7 +92,7 @@ class VisionDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = int(seed)
-        self.augment = AugmentConfig(**dict(augment or {}))
+        self.augment = AugmentConfig.from_mapping(dict(augment or {}))
         self.class_weighting = class_weighting
         if on_device not in ("auto", True, False):
             raise ConfigError(f"data.on_device={on_device!r}: use auto, true or false")
@@ -289,8 +289,11 @@ class VisionDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, y = batch
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
         trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and self.augment.enabled:
+        augmenting = trainer is not None and trainer.training and self.augment.enabled
+        if augmenting and self.augment.trivial_augment:
+            x = trivial_augment(x)  # its ops are defined on uint8 values, so before the conversion
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+        if augmenting:
             x = augment_batch(x, self.augment)
         return x, y

@@ -6,6 +6,7 @@
     - {bn: true}                                        # BatchNorm2d
     - {pool: 2, stride: 1, type: max}                   # MaxPool2d / AvgPool2d
     - {dropout: 0.2}                                    # SpatialDropout2D (Dropout2d)
+    - {act: gelu}                                       # an activation on its own (conv → pool → bn → act)
 
 then flatten and a dense head: ``head: {hidden: [256], dropout: 0.5, input_dropout: 0.5, batchnorm: false}``.
 """
@@ -23,7 +24,7 @@ from lit_vision.models.registry import register_model
 
 #: the keys each block kind and the head take (anything else is a typo and refused)
 BLOCK_KEYS = {"conv": {"conv", "kernel", "stride", "padding", "act"}, "pool": {"pool", "stride", "type"},
-              "bn": {"bn"}, "dropout": {"dropout"}}
+              "bn": {"bn"}, "dropout": {"dropout"}, "act": {"act"}}
 HEAD_KEYS = {"hidden", "dropout", "input_dropout", "batchnorm", "act"}
 
 
@@ -71,6 +72,8 @@ def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> t
             layers.append(nn.BatchNorm2d(ch))
         elif "dropout" in spec:
             layers.append(nn.Dropout2d(float(spec["dropout"])))
+        elif "act" in spec:
+            layers.append(activation(spec["act"]))
     return nn.Sequential(*layers), ch
 
 

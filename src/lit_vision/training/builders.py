@@ -9,7 +9,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
 
 from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
@@ -75,7 +75,7 @@ def build_classifier(model_cfg: DictConfig, dm: VisionDataModule) -> ImageClassi
                            optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            label_smoothing=float(cfg["label_smoothing"]), compile=bool(cfg["compile"]),
                            channels_last=use_channels_last(cfg["channels_last"], net),
-                           class_weights=dm.class_weights())
+                           class_weights=dm.class_weights(), mix=cfg["mix"], tta=cfg["tta"])
 
 
 def use_channels_last(setting: Any, net: dict[str, Any]) -> bool:
@@ -94,11 +94,23 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
 
 
+def weight_averaging(cfg: DictConfig) -> list[L.Callback]:
+    """``model.ema_decay``: an exponential moving average of the weights (Lightning's EMAWeightAveraging),
+    used for validation, written to the checkpoints (so best.ckpt and the test use it) and kept at the end."""
+    decay = OmegaConf.select(cfg, "model.ema_decay", default=None)
+    if decay is None:
+        return []
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < float(decay) < 1.0:
+        raise ConfigError(f"model.ema_decay={decay!r} must be a number strictly between 0 and 1 (e.g. 0.999), "
+                          "or null for no averaging")
+    return [EMAWeightAveraging(decay=float(decay))]
+
+
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     """The fit trainer: ``cfg.trainer`` with the ``callbacks`` and ``logger`` groups, fitted to its devices
     (:func:`~lit_vision.training.distributed.device_overrides`); ``overrides`` win over everything."""
     quiet_known_noise()
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = instantiate_group(cfg.get("callbacks")) + weight_averaging(cfg)
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
         # LearningRateMonitor writes through a logger and raises on a trainer without one

@@ -18,12 +18,13 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from lit_vision.checks import non_negative_number, positive_number
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.registry import canonical_spec, create_net
+from lit_vision.training import recipes
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
 
 LOSSES = ("ce", "bce", "mse")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
               "sgd": torch.optim.SGD}
-SCHEDULERS = ("none", "plateau", "cosine", "onecycle")
+SCHEDULERS = ("none", "plateau", "cosine", "warmup_cosine", "onecycle")
 
 
 class NonFiniteLossError(LitVisionError, RuntimeError):
@@ -41,7 +42,8 @@ class ImageClassifier(L.LightningModule):
 
     def __init__(self, *, net: Mapping[str, Any], class_names: list[str], input_spec: Mapping[str, Any],
                  loss: str, optimizer: Mapping[str, Any], scheduler: Mapping[str, Any], label_smoothing: float,
-                 compile: bool, channels_last: bool, class_weights: list[float] | None = None) -> None:
+                 compile: bool, channels_last: bool, class_weights: list[float] | None = None,
+                 mix: Mapping[str, Any] | None = None, tta: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         optimizer, scheduler = dict(optimizer), dict(scheduler)
         validate_hparams(loss, optimizer, scheduler, class_names)
@@ -60,6 +62,9 @@ class ImageClassifier(L.LightningModule):
         self.register_buffer("std", torch.tensor(input_spec["std"]).view(1, -1, 1, 1), persistent=False)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weight", weights, persistent=False)
+        # recipes (training/recipes.py); None/absent = off, as in checkpoints written before they existed
+        self.mixer = recipes.batch_mixer(mix, self.num_classes)
+        self.tta = recipes.check_tta(tta)
         self.train_metrics = classification_metrics(self.num_classes, "train/", full=False)
         self.val_metrics = classification_metrics(self.num_classes, "val/")
         self.test_metrics = classification_metrics(self.num_classes, "test/")
@@ -101,26 +106,54 @@ class ImageClassifier(L.LightningModule):
         return logits.softmax(dim=1)
 
     def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Loss against integer labels ``(N,)`` or soft targets ``(N, K)`` (mixup/cutmix)."""
         logits = logits.float()
+        soft = y.is_floating_point()
         if self.loss_name == "ce":
             return F.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing)
         if self.loss_name == "bce":
             pos_weight = None
             if self.class_weight is not None:
                 pos_weight = (self.class_weight[1] / self.class_weight[0]).reshape(1)
-            target = y.float() if logits.shape[1] == 1 else F.one_hot(y, logits.shape[1]).float()
+            target = y if soft else F.one_hot(y, self.num_classes).float()
+            target = target[:, 1] if logits.shape[1] == 1 else target
             return F.binary_cross_entropy_with_logits(logits.squeeze(1) if logits.shape[1] == 1 else logits,
                                                       target, pos_weight=pos_weight)
         # mse: Keras-style mean squared error between class probabilities and one-hot targets
         probs = self.probabilities(logits)
-        return F.mse_loss(probs, F.one_hot(y, self.num_classes).float())
+        return F.mse_loss(probs, y if soft else F.one_hot(y, self.num_classes).float())
 
     # --- steps ---------------------------------------------------------------------------------
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training: (mixed) batch → loss; evaluation: the test-time-augmented logits. Returns the loss, the
+        probabilities and the integer labels the metrics take (a mixed image's dominant label)."""
         x, y = batch
-        logits = self(x)
-        loss = self.compute_loss(logits, y)
-        return loss, self.probabilities(logits).detach(), y
+        if self.training:
+            x, target = self.mix(x, y)
+            logits = self(x)
+            return self.compute_loss(logits, target), self.probabilities(logits).detach(), self.hard_labels(target)
+        logits = self.eval_logits(x)
+        return self.compute_loss(logits, y), self.probabilities(logits).detach(), y
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``model.mix``: mixup/cutmix images and soft targets; unchanged when off."""
+        if self.mixer is None:
+            return x, y
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return self.mixer(x, y)
+
+    @staticmethod
+    def hard_labels(target: torch.Tensor) -> torch.Tensor:
+        return target.argmax(dim=1) if target.is_floating_point() else target
+
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation and prediction: with ``model.tta``, the mean over flipped/translated views."""
+        if not (self.tta["hflip"] or self.tta["translate"]):
+            return self(x)
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+        views = recipes.tta_views(x, self.tta["hflip"], self.tta["translate"])
+        return torch.stack([self(v).float() for v in views]).mean(dim=0)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if not self.automatic_optimization:
@@ -146,9 +179,12 @@ class ImageClassifier(L.LightningModule):
         # normalised once for the group; a compiled forward keeps its own (compiled) preprocessing
         x, forward = (x, self._forward) if self.hparams.compile else (self.preprocess(x), self.net)
         losses, logits = [], []
+        hard = []
         for xs, ys in zip(x.split(self.micro_batch_size), y.split(self.micro_batch_size)):
+            xs, ys = self.mix(xs, ys)
             out = forward(xs)
             loss = self.compute_loss(out, ys)
+            hard.append(self.hard_labels(ys))
             optimizer.zero_grad(set_to_none=True)
             self._backward(loss)
             optimizer.step()
@@ -160,7 +196,7 @@ class ImageClassifier(L.LightningModule):
             losses.append(loss.detach() * len(ys))
             logits.append(out.detach())
         loss = torch.stack(losses).sum() / len(y)
-        self._record_training(loss, self.probabilities(torch.cat(logits)), y, batch_idx)
+        self._record_training(loss, self.probabilities(torch.cat(logits)), torch.cat(hard), batch_idx)
         return loss
 
     def _backward(self, loss: torch.Tensor) -> None:
@@ -247,13 +283,15 @@ class ImageClassifier(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.probabilities(self(x))
+        return self.probabilities(self.eval_logits(x))
 
     # --- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         opt_cfg = dict(self.hparams.optimizer)
         name = opt_cfg.pop("name")
-        optimizer = OPTIMIZERS[name](self.parameters(), **opt_cfg)
+        params = recipes.parameter_groups(self, float(opt_cfg.get("weight_decay", 0.0)),
+                                          bool(opt_cfg.pop("decay_norms_and_biases", True)))
+        optimizer = OPTIMIZERS[name](params, **opt_cfg)
         sched_cfg = dict(self.hparams.scheduler)
         kind = sched_cfg.pop("name", "none")
         monitor = sched_cfg.pop("monitor", "val/loss")
@@ -262,7 +300,9 @@ class ImageClassifier(L.LightningModule):
         if kind == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **sched_cfg)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "monitor": monitor}}
-        if kind == "cosine":
+        if kind == "warmup_cosine":
+            sched = recipes.warmup_cosine(optimizer, self.planned_optimizer_steps(), **sched_cfg)
+        elif kind == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(
                 optimizer, T_max=self.planned_optimizer_steps(), **sched_cfg)
         else:  # onecycle
