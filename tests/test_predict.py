@@ -84,3 +84,18 @@ def test_majority_vote_breaks_ties_by_mean_probability():
     assert majority_vote(stack)[0].argmax() == 0
     stack = np.array([[[0.9, 0.1]], [[0.4, 0.6]], [[0.3, 0.7]]])  # two votes for class 1
     assert majority_vote(stack)[0].argmax() == 1
+
+
+@pytest.mark.parametrize("threshold, expected", [(1.01, "cat"), (0.0, "dog")])
+def test_a_binary_run_decides_at_its_stored_operating_point(cnn_run: Path, pets_root: Path, tmp_path: Path,
+                                                            threshold: float, expected: str):
+    import json
+    import shutil
+
+    assert json.loads((cnn_run / "operating_point.json").read_text())["goal"] == "max_f1"  # written by training
+    run_dir = tmp_path / "pets_cnn" / "runs" / "t1"
+    shutil.copytree(cnn_run, run_dir)
+    (run_dir / "operating_point.json").write_text(json.dumps({"goal": "test", "threshold": threshold}))
+    out = tmp_path / "decided.csv"
+    run(["-m", str(run_dir), str(pets_root / "test"), "--csv", str(out)])
+    assert {r["pets_cnn:pred"] for r in read_csv(out)} == {expected}

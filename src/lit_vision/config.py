@@ -49,6 +49,11 @@ def validate_config(cfg: DictConfig) -> None:
                        ("steps_per_execution", positive_int)):
         _check(cfg, key, check)
     _check_steps_per_execution(cfg)
+    goal = OmegaConf.select(cfg, "report.operating_point", default=None)
+    if goal:
+        from lit_vision.operating_point import parse_goal
+
+        parse_goal(goal)
     precision = str(OmegaConf.select(cfg, "trainer.precision", default="32"))
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     if precision.startswith("16") and (accelerator == "cpu" or (accelerator == "auto" and not _cuda())):

@@ -7,6 +7,7 @@ format it needs (channels and size come from the checkpoint), so every image is 
 from __future__ import annotations
 
 import glob
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,6 +18,7 @@ import torch
 from lit_vision import boosting
 from lit_vision.data.image_folder import decode_image, is_image_file
 from lit_vision.ensembles import majority_vote, mean_probability
+from lit_vision.operating_point import OPERATING_POINT_FILE
 from lit_vision.errors import LitVisionError
 from lit_vision.runs import run_dir_of_checkpoint, run_name
 from lit_vision.training.checkpoints import load_classifier
@@ -34,6 +36,7 @@ class Predictor:
     image_size: tuple[int, int]
     predict: Callable[[np.ndarray], np.ndarray]
     source: str = ""
+    threshold: float | None = None  # binary runs: P(positive) at or above it is positive (operating_point.json)
 
 
 def _input_format(model: torch.nn.Module) -> tuple[int, tuple[int, int]]:
@@ -41,18 +44,43 @@ def _input_format(model: torch.nn.Module) -> tuple[int, tuple[int, int]]:
     return int(spec["channels"]), (int(spec["image_size"][0]), int(spec["image_size"][1]))
 
 
+@torch.no_grad()
+def probabilities(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """``(N, K)`` class probabilities of a classifier (test-time augmentation included) for uint8 images."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [model.probabilities(model.eval_logits(torch.from_numpy(np.asarray(images[i:i + batch_size])).to(device)))
+           .cpu() for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
 def _neural(ckpt: Path, device: str, batch_size: int) -> Predictor:
     model = load_classifier(ckpt, map_location=device)
 
-    @torch.no_grad()
     def predict(images: np.ndarray) -> np.ndarray:
-        out = [model.probabilities(model.eval_logits(torch.from_numpy(images[i:i + batch_size]).to(device))).cpu()
-               for i in range(0, len(images), batch_size)]
-        return torch.cat(out).numpy()
+        return probabilities(model, images, batch_size)
 
     channels, size = _input_format(model)
-    return Predictor(run_name(run_dir_of_checkpoint(ckpt)), list(model.class_names), channels, size, predict,
-                     str(ckpt))
+    run_dir = run_dir_of_checkpoint(ckpt)
+    return Predictor(run_name(run_dir), list(model.class_names), channels, size, predict, str(ckpt),
+                     stored_threshold(run_dir, len(model.class_names)))
+
+
+def stored_threshold(run_dir: Path, num_classes: int) -> float | None:
+    """The operating point's threshold a binary training run stored (``operating_point.json``), if any."""
+    path = run_dir / OPERATING_POINT_FILE
+    if num_classes != 2 or not path.is_file():
+        return None
+    return float(json.loads(path.read_text())["threshold"])
+
+
+def decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Class indices: argmax, or for a binary model with a threshold, positive when P(positive) >= threshold."""
+    if threshold is None or probs.shape[1] != 2:
+        return probs.argmax(axis=1)
+    return (probs[:, 1] >= threshold).astype(np.int64)
 
 
 def _xgboost(run_dir: Path, device: str, batch_size: int) -> Predictor:
@@ -123,6 +151,12 @@ class Results:
     probs: dict[str, np.ndarray] = field(default_factory=dict)
     class_names_of: dict[str, list[str]] = field(default_factory=dict)
     unreadable: dict[Path, str] = field(default_factory=dict)
+    thresholds: dict[str, float | None] = field(default_factory=dict)  # per model; ensembles decide by argmax
+
+    def predicted(self, model: str) -> np.ndarray:
+        """Class index per image for ``model`` (its operating point's threshold where it has one)."""
+        probs = np.nan_to_num(self.probs[model])
+        return decide(probs, self.thresholds.get(model))
 
 
 def decode_for(paths: Sequence[Path], channels: int, size: tuple[int, int],
@@ -156,6 +190,7 @@ def predict_images(predictors: Sequence[Predictor], paths: Sequence[Path]) -> Re
             probs[rows] = pred.predict(images)
         res.probs[pred.name] = probs
         res.class_names_of[pred.name] = list(pred.class_names)
+        res.thresholds[pred.name] = pred.threshold
     bad = [i for i, p in enumerate(paths) if p in res.unreadable]
     for probs in res.probs.values():  # a file unreadable for one decoder is blanked for every model
         probs[bad] = np.nan

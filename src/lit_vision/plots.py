@@ -132,8 +132,10 @@ def plot_roc(probs: torch.Tensor, targets: torch.Tensor, class_names: Sequence[s
     return fig
 
 
-def plot_precision_recall(probs: torch.Tensor, targets: torch.Tensor, class_names: Sequence[str]) -> Figure:
-    """Binary precision-recall curve of the positive class, with average precision and the base rate."""
+def plot_precision_recall(probs: torch.Tensor, targets: torch.Tensor, class_names: Sequence[str],
+                          operating_point: Mapping[str, Any] | None = None) -> Figure:
+    """Binary precision-recall curve of the positive class, with average precision, the base rate and (when
+    given) the operating point's test precision/recall."""
     targets = targets.long()
     precision, recall, _ = binary_precision_recall_curve(probs[:, 1], targets)
     ap = binary_average_precision(probs[:, 1], targets).item()
@@ -141,6 +143,10 @@ def plot_precision_recall(probs: torch.Tensor, targets: torch.Tensor, class_name
     ax.plot(recall, precision, label=f"{class_names[1]} (AP {ap:.3f})")
     base = targets.float().mean().item()
     ax.axhline(base, ls="--", color="grey", lw=0.8, label=f"base rate {base:.3f}")
+    test = (operating_point or {}).get("test")
+    if test:
+        ax.plot([test["recall"]], [test["precision"]], "o", color="crimson",
+                label=f"{operating_point['goal']}: threshold {operating_point['threshold']:.3f}")
     ax.set(xlabel="recall", ylabel="precision", title="precision-recall", xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
@@ -182,7 +188,7 @@ def plot_misclassified(images: np.ndarray, probs: torch.Tensor, targets: torch.T
 # --- orchestration -----------------------------------------------------------------------------
 def run_figures(history: Sequence[Mapping[str, float]], outputs: Mapping[str, torch.Tensor],
                 class_names: Sequence[str], images: np.ndarray | None = None,
-                misclassified: int = 10) -> dict[str, Figure]:
+                misclassified: int = 10, operating_point: Mapping[str, Any] | None = None) -> dict[str, Figure]:
     """Every figure the available data supports, keyed by file stem."""
     figures: dict[str, Figure | None] = {"learning_curves": plot_learning_curves(history)}
     probs, targets = outputs.get("probs"), outputs.get("targets")
@@ -192,7 +198,7 @@ def run_figures(history: Sequence[Mapping[str, float]], outputs: Mapping[str, to
         if len(torch.unique(targets)) > 1:  # ROC needs both positives and negatives
             figures["roc"] = plot_roc(probs, targets, class_names)
             if probs.shape[1] == 2:
-                figures["precision_recall"] = plot_precision_recall(probs, targets, class_names)
+                figures["precision_recall"] = plot_precision_recall(probs, targets, class_names, operating_point)
         if images is not None and misclassified > 0:
             n = min(len(images), len(targets))  # limit_test_batches may test a prefix of the test set
             figures["misclassified"] = plot_misclassified(images[:n], probs[:n], targets[:n], class_names,
@@ -224,11 +230,13 @@ def save_figures(figures: Mapping[str, Figure], out_dir: Path, loggers: Iterable
     return paths
 
 
-def write_run_plots(out: Path, model: Any, dm: Any, misclassified: int = 10) -> list[Path]:
+def write_run_plots(out: Path, model: Any, dm: Any, misclassified: int = 10,
+                    operating_point: Mapping[str, Any] | None = None) -> list[Path]:
     """All plots of a finished run into ``<out>/plots/``; called by ``train.write_artifacts``."""
     test_set = getattr(dm, "test_set", None)
     figures = run_figures(read_history(out / "history.csv"), getattr(model, "test_outputs", {}) or {},
-                          dm.class_names, test_set.images if test_set is not None else None, misclassified)
+                          dm.class_names, test_set.images if test_set is not None else None, misclassified,
+                          operating_point)
     # LightningModule.loggers / global_step: [] and 0 when no trainer is attached
     paths = save_figures(figures, out / "plots", getattr(model, "loggers", []), getattr(model, "global_step", 0))
     log.info("plots: %s", ", ".join(p.name for p in paths))

@@ -37,7 +37,8 @@ def true_label(path: Path, class_names: Sequence[str] | None) -> str:
 
 
 def write_csv(path: Path, res: Results) -> None:
-    """One row per image: true label, error, then each model's (and ensemble's) class probabilities and prediction."""
+    """One row per image: true label, error, then each model's (and ensemble's) class probabilities and prediction
+    (a binary run's prediction uses its operating point's threshold, ``operating_point.json``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     header = ["image", "true", "error"]
     for model, names in res.class_names_of.items():
@@ -46,12 +47,13 @@ def write_csv(path: Path, res: Results) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
+        predicted = {model: res.predicted(model) for model in res.class_names_of}
         for i, img in enumerate(res.images):
             row = [str(img), true_label(img, labels), res.unreadable.get(img, "")]
             for model, names in res.class_names_of.items():
                 p = res.probs[model][i]
                 unread = bool(np.isnan(p).any())
-                row += ["" if np.isnan(v) else f"{v:.6f}" for v in p] + ["" if unread else names[int(p.argmax())]]
+                row += ["" if np.isnan(v) else f"{v:.6f}" for v in p] + ["" if unread else names[predicted[model][i]]]
             w.writerow(row)
 
 
@@ -65,13 +67,14 @@ def results_table(res: Results) -> Table:
         table.add_column(f"p({c})" if same else c, justify="right")
     table.add_column("predicted")
     table.add_column("true")
+    predicted = {model: res.predicted(model) for model in res.probs}
     for i, img in enumerate(res.images):
         if img in res.unreadable:
             continue
         truth = true_label(img, classes)
         for j, (model, probs) in enumerate(res.probs.items()):
             p, names = probs[i], res.class_names_of[model]
-            pred = names[int(p.argmax())]
+            pred = names[predicted[model][i]]
             cells = [f"{v:.3f}" for v in p] if same else [" ".join(f"{c}={v:.2f}" for c, v in zip(names, p))]
             mark = "" if not truth else (" ✓" if pred == truth else " ✗")
             table.add_row(img.name if j == 0 else "", model, *cells, pred + mark, truth if j == 0 else "",
@@ -85,7 +88,7 @@ def print_results(res: Results, console: Console) -> None:
     labelled = [i for i, img in enumerate(res.images) if true_label(img, classes) and img not in res.unreadable]
     if labelled and classes:
         truth = np.array([classes.index(true_label(res.images[i], classes)) for i in labelled])
-        acc = {m: float((p[labelled].argmax(axis=1) == truth).mean()) for m, p in res.probs.items()}
+        acc = {m: float((res.predicted(m)[labelled] == truth).mean()) for m in res.probs}
         console.print(f"accuracy on the {len(labelled)} labelled images: "
                       + ", ".join(f"{m} {a:.3f}" for m, a in acc.items()))
     if res.unreadable:

@@ -124,7 +124,8 @@ def write_run_report(out: Path, record: dict[str, Any], model: Any, dm: Any, rep
     if "classification_report" in record:
         print_report(record["classification_report"])
     if report["plots"]:
-        plots.write_run_plots(out, model, dm, misclassified=int(report["misclassified"]))
+        plots.write_run_plots(out, model, dm, misclassified=int(report["misclassified"]),
+                              operating_point=record.get("operating_point"))
     log.info("artifacts written to %s", out)
 
 

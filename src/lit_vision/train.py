@@ -18,7 +18,8 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from lit_vision import reporting
+from lit_vision import inference, reporting
+from lit_vision.operating_point import OPERATING_POINT_FILE, UnreachableGoalError, choose_threshold, metrics_at
 from lit_vision.history import read_history, write_history
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.runner import hydra_command
@@ -96,9 +97,35 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                             extra={**state, **timing, "data": dm.describe(),
                                                    "model": cfg.model.net.name})
     if trainer.is_global_zero:
+        if cfg.report.operating_point and dm.num_classes == 2 and dm.val_set is not None:
+            record["operating_point"] = operating_point_record(str(cfg.report.operating_point), model, dm, out)
         reporting.write_run_report(out, record, model, dm, cfg.report)
         log.info("%s", reporting.timing_line(record))
     return record
+
+
+def operating_point_record(goal: str, model: ImageClassifier, dm: VisionDataModule, out: Path) -> dict[str, Any]:
+    """The threshold for ``goal`` chosen on the validation split with the best weights, the test metrics at it
+    and at argmax; also written to ``<run dir>/operating_point.json``, where predict/export/serve read it."""
+    val_scores = inference.probabilities(model, dm.val_set.images, dm.eval_batch_size)[:, 1]
+    try:
+        point = choose_threshold(val_scores, dm.val_set.labels, goal)
+    except UnreachableGoalError as exc:
+        log.warning("%s; decisions stay at argmax (threshold 0.5)", exc)
+        point = {"goal": goal, "threshold": 0.5, "unreachable": str(exc)}
+    outputs = model.test_outputs
+    if "probs" in outputs:
+        test_scores, test_targets = outputs["probs"][:, 1].numpy(), outputs["targets"].numpy()
+        point["test"] = metrics_at(test_scores, test_targets, point["threshold"])
+        point["test_argmax"] = metrics_at(test_scores, test_targets, 0.5)
+    point["positive_class"] = dm.class_names[1]
+    reporting.write_json(out / OPERATING_POINT_FILE, point)
+    test = point.get("test", {})
+    log.info("operating point %s: threshold %.4f → test precision %.4f, recall %.4f (argmax: %.4f, %.4f)", goal,
+             point["threshold"], test.get("precision", float("nan")), test.get("recall", float("nan")),
+             point.get("test_argmax", {}).get("precision", float("nan")),
+             point.get("test_argmax", {}).get("recall", float("nan")))
+    return point
 
 
 main = hydra_command("train", run)
