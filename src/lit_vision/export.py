@@ -1,0 +1,36 @@
+"""``python -m lit_vision.export <run dir | .ckpt> [--format onnx] [--out FILE]``: a deployable ONNX model.
+
+uint8 ``(N, C, H, W)`` input at the trained size, normalisation inside the graph, dynamic batch, class names /
+input spec / operating-point threshold in the metadata. The export checks itself: onnxruntime against PyTorch on
+the run's test images, and fails (removing the file) when a probability differs by more than 1e-4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from lit_vision.runner import exit_on_user_error
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m lit_vision.export", description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="a training run dir (its checkpoints/best.ckpt) or a .ckpt file")
+    ap.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default onnx)")
+    ap.add_argument("--out", default=None, help="output file (default <run dir>/model.onnx)")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+
+    def work() -> dict:
+        from lit_vision.onnx_export import export
+
+        return export(args.model, args.out, args.format)
+
+    info = exit_on_user_error(work)
+    threshold = "" if info["threshold"] is None else f", threshold {info['threshold']:.4f}"
+    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.2f} MB; classes {info['class_names']}{threshold}); "
+          f"onnxruntime vs PyTorch on {info['parity_images']}: max |Δ probability| {info['max_abs_diff']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
