@@ -11,26 +11,21 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 
 from lit_vision.data.arrays import ImageArrays
+from lit_vision.imaging import MAX_IMAGE_PIXELS, RESAMPLE, decode_image, upright  # noqa: F401 (re-exported)
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-#: Guard against decompression bombs: more pixels than this is refused (PIL's own default is 89M).
-MAX_IMAGE_PIXELS = 50_000_000
-#: The one resampling filter of the project: folder images and in-memory arrays (:func:`resize_images`) are resized
-#: alike. PIL's bilinear filter widens with the scale factor when shrinking, so downsizing is antialiased.
-RESAMPLE = Image.Resampling.BILINEAR
 #: How many ignored (non-image) entries the warning names before it only counts them.
 IGNORED_NAMED = 5
 
@@ -98,34 +93,6 @@ def fingerprint(paths: Sequence[Path]) -> str:
         st = p.stat()
         h.update(f"{p}|{st.st_size}|{int(st.st_mtime)}\n".encode())
     return h.hexdigest()
-
-
-def upright(img: Image.Image) -> Image.Image:
-    """Apply the EXIF Orientation tag: a phone stores a portrait photo sideways plus a tag saying how to turn it."""
-    orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
-    return ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
-
-
-def decode_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """Decode one file to uint8 ``(C, H, W)``, upright (EXIF orientation applied), converted to ``channels`` and
-    resized to ``size`` with :data:`RESAMPLE`; raises with a readable reason on any failure.
-
-    Training (folder sources) and prediction (:mod:`lit_vision.inference`) both decode through this function."""
-    if path.stat().st_size == 0:
-        raise ValueError("empty file (0 bytes)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"image is {img.width}x{img.height}, over the {MAX_IMAGE_PIXELS:,}-pixel "
-                                 "decompression-bomb guard")
-            img = upright(img)
-            img = img.convert("L" if channels == 1 else "RGB")
-            if size is not None and (img.height, img.width) != tuple(size):
-                img = img.resize((size[1], size[0]), RESAMPLE)
-            array = np.asarray(img, dtype=np.uint8)
-    return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
