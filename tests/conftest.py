@@ -132,3 +132,18 @@ def xgb_run(tmp_path_factory: pytest.TempPathFactory, pets_root: Path, cnn_run: 
     execute(run, compose_config([f"ckpt_path={cnn_run / 'checkpoints' / 'best.ckpt'}", *pets_overrides(pets_root),
                                  "xgb.n_estimators=30", "xgb.early_stopping_rounds=5", "accelerator=cpu"], out, "xgb"))
     return out
+
+
+@pytest.fixture(scope="session")
+def cli_run(cnn_run: Path, pets_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained pets run as the command line leaves it: with its resolved config in .hydra/config.yaml."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    run_dir = tmp_path_factory.mktemp("cli") / "pets_cnn" / "runs" / "t0"
+    shutil.copytree(cnn_run, run_dir)
+    cfg = compose_config(["model=cnn", *pets_overrides(pets_root), *PETS_COMMON], run_dir)
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
+    return run_dir

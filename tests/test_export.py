@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from omegaconf import OmegaConf
-
-from conftest import PETS_COMMON, compose_config, pets_overrides
 from lit_vision import onnx_export
 from lit_vision.export import main
 from lit_vision.training.checkpoints import load_classifier
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
-
-
-@pytest.fixture(scope="module")
-def cli_run(cnn_run: Path, pets_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained pets run as the command line leaves it: with its resolved config in .hydra/config.yaml."""
-    run_dir = tmp_path_factory.mktemp("cli") / "pets_cnn" / "runs" / "t0"
-    shutil.copytree(cnn_run, run_dir)
-    cfg = compose_config(["model=cnn", *pets_overrides(pets_root), *PETS_COMMON], run_dir)
-    (run_dir / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
-    return run_dir
 
 
 @pytest.fixture(scope="module")

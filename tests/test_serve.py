@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import PETS_COMMON, compose_config, pets_overrides
 
 pytest.importorskip("onnxruntime")
 uvicorn = pytest.importorskip("uvicorn")
@@ -34,15 +31,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def onnx_model(cnn_run: Path, pets_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def onnx_model(cli_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lit_vision.onnx_export import export
 
-    run_dir = tmp_path_factory.mktemp("serve") / "pets_cnn" / "runs" / "t0"
-    shutil.copytree(cnn_run, run_dir)
-    cfg = compose_config(["model=cnn", *pets_overrides(pets_root), *PETS_COMMON], run_dir)
-    (run_dir / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
-    return export(run_dir)["path"]
+    return export(cli_run, tmp_path_factory.mktemp("serve") / "pets.onnx")["path"]
 
 
 @pytest.fixture(scope="module")
