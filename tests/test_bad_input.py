@@ -16,7 +16,8 @@ from conftest import FAST
 from lit_vision.training.checkpoints import CheckpointError, load_classifier, read_checkpoint
 from lit_vision.training.classifier import ImageClassifier, NonFiniteLossError
 from lit_vision.config import validate_config
-from lit_vision.data.image_folder import MAX_IMAGE_PIXELS, load_image_folders
+from lit_vision.data.image_folder import load_image_folders
+from lit_vision.imaging import MAX_IMAGE_PIXELS
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
 from lit_vision.train import run
 from synthetic import write_image_folder

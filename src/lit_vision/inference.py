@@ -18,7 +18,7 @@ import torch
 from lit_vision import boosting
 from lit_vision.data.image_folder import decode_image, is_image_file
 from lit_vision.ensembles import majority_vote, mean_probability
-from lit_vision.operating_point import OPERATING_POINT_FILE
+from lit_vision.operating_point import OPERATING_POINT_FILE, decide
 from lit_vision.errors import LitVisionError
 from lit_vision.runs import run_dir_of_checkpoint, run_name
 from lit_vision.training.checkpoints import load_classifier
@@ -74,13 +74,6 @@ def stored_threshold(run_dir: Path, num_classes: int) -> float | None:
     if num_classes != 2 or not path.is_file():
         return None
     return float(json.loads(path.read_text())["threshold"])
-
-
-def decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
-    """Class indices: argmax, or for a binary model with a threshold, positive when P(positive) >= threshold."""
-    if threshold is None or probs.shape[1] != 2:
-        return probs.argmax(axis=1)
-    return (probs[:, 1] >= threshold).astype(np.int64)
 
 
 def _xgboost(run_dir: Path, device: str, batch_size: int) -> Predictor:

@@ -68,11 +68,10 @@ def metadata(model: Any, threshold: float | None, source: Path) -> dict[str, str
     return meta
 
 
-def export_onnx(ckpt: Path, out: Path) -> tuple[Any, Path]:
-    """Write the checkpoint's classifier to ``out`` (ONNX, dynamic batch, metadata); return the model and path."""
+def export_onnx(model: Any, ckpt: Path, out: Path, threshold: float | None) -> Path:
+    """Write ``model`` (loaded from ``ckpt``) to ``out``: ONNX, dynamic batch, metadata with ``threshold``."""
     import onnx
 
-    model = load_classifier(ckpt, map_location="cpu").float().eval()
     spec = model.hparams.input_spec
     example = torch.zeros(2, int(spec["channels"]), *map(int, spec["image_size"]), dtype=torch.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,14 +80,13 @@ def export_onnx(ckpt: Path, out: Path) -> tuple[Any, Path]:
                       output_names=["probabilities"], dynamic_shapes=({0: batch},), dynamo=True,
                       external_data=False)
     proto = onnx.load(str(out))
-    threshold = stored_threshold(run_dir_of_checkpoint(ckpt), len(model.class_names))
     for key, value in metadata(model, threshold, ckpt).items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, str(out))
-    return model, out
+    return out
 
 
-def parity_images(ckpt: Path, count: int = 256) -> tuple[np.ndarray, str]:
+def parity_images(ckpt: Path, spec: Any, count: int = 256) -> tuple[np.ndarray, str]:
     """Up to ``count`` of the run's own test images (from its saved config), else random images of the right
     shape (a lone checkpoint has no data config); with where they came from."""
     config = run_dir_of_checkpoint(ckpt) / ".hydra" / "config.yaml"
@@ -103,7 +101,6 @@ def parity_images(ckpt: Path, count: int = 256) -> tuple[np.ndarray, str]:
                 return np.asarray(dm.test_set.images[:count]), f"{min(count, len(dm.test_set.images))} test images"
         except Exception as exc:  # noqa: BLE001 — the data may have moved; random images still check the graph
             log.warning("parity check: the run's test data could not be read (%s); using random images", exc)
-    spec = load_classifier(ckpt).hparams.input_spec
     rng = np.random.default_rng(0)
     shape = (count, int(spec["channels"]), *map(int, spec["image_size"]))
     return rng.integers(0, 256, shape, dtype=np.uint8), f"{count} random images (no test data found)"
@@ -130,13 +127,14 @@ def export(spec: str | Path, out: str | Path | None = None, fmt: str = "onnx") -
         raise ExportError(f"--format {fmt}: only onnx is supported")
     ckpt = checkpoint_of(spec)
     out = Path(out) if out else run_dir_of_checkpoint(ckpt) / "model.onnx"
-    model, path = export_onnx(ckpt, out)
-    images, origin = parity_images(ckpt)
+    model = load_classifier(ckpt, map_location="cpu").float().eval()
+    threshold = stored_threshold(run_dir_of_checkpoint(ckpt), len(model.class_names))
+    path = export_onnx(model, ckpt, out, threshold)
+    images, origin = parity_images(ckpt, model.hparams.input_spec)
     try:
         delta = check_parity(path, model, images)
     except ExportError:
         path.unlink(missing_ok=True)
         raise
     return {"path": path, "bytes": path.stat().st_size, "max_abs_diff": delta, "parity_images": origin,
-            "class_names": list(model.class_names),
-            "threshold": stored_threshold(run_dir_of_checkpoint(ckpt), len(model.class_names))}
+            "class_names": list(model.class_names), "threshold": threshold}

@@ -39,6 +39,15 @@ def parse_goal(goal: str) -> tuple[str, float | None]:
     return match.group(2), float(match.group(3))
 
 
+def decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Class indices for ``(N, K)`` probabilities: argmax, or for a binary model with a threshold, positive (1)
+    when P(positive) >= threshold — the rule every consumer of an operating point applies."""
+    probs = np.asarray(probs)
+    if threshold is None or probs.shape[1] != 2:
+        return probs.argmax(axis=1)
+    return (probs[:, 1] >= threshold).astype(np.int64)
+
+
 def counts_at(scores: np.ndarray, targets: np.ndarray, threshold: float) -> dict[str, int]:
     """True/false positives/negatives when ``scores >= threshold`` is called positive."""
     pred = np.asarray(scores) >= threshold

@@ -17,6 +17,7 @@ import numpy as np
 
 from lit_vision.errors import LitVisionError
 from lit_vision.imaging import decode_image
+from lit_vision.operating_point import decide
 
 #: request limits: a body over MAX_BODY_BYTES is refused with 413 before it is read; at most MAX_FILES per request
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -50,14 +51,12 @@ class ServedModel:
     def decide(self, probs: np.ndarray) -> list[dict[str, Any]]:
         """Per image: the probability of each class, the predicted class, and the decision at the threshold."""
         out = []
-        for p in probs:
+        for p, index in zip(probs, decide(probs, self.threshold)):
             entry: dict[str, Any] = {"probabilities": {c: float(v) for c, v in zip(self.class_names, p)},
-                                     "predicted": self.class_names[int(np.argmax(p))]}
+                                     "predicted": self.class_names[int(index)]}
             if self.threshold is not None:
-                positive = bool(p[1] >= self.threshold)
-                entry["decision"] = {"positive": positive, "class": self.class_names[int(positive)],
+                entry["decision"] = {"positive": bool(index == 1), "class": self.class_names[int(index)],
                                      "threshold": self.threshold}
-                entry["predicted"] = entry["decision"]["class"]
             out.append(entry)
         return out
 

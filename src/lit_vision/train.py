@@ -23,9 +23,8 @@ from lit_vision.operating_point import OPERATING_POINT_FILE, UnreachableGoalErro
 from lit_vision.history import read_history, write_history
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.runner import hydra_command
-from lit_vision.training.callbacks import RunDirCSVLogger
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
-from lit_vision.training.callbacks import EpochTimer
+from lit_vision.training.callbacks import EpochTimer, RunDirCSVLogger
 from lit_vision.training.checkpoints import check_resume_checkpoint, resolve_ckpt_path, resume_run_dir
 from lit_vision.training.classifier import ImageClassifier
 from lit_vision.training import hardware

@@ -20,7 +20,8 @@ from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 
 from lit_vision.data.arrays import ImageArrays
-from lit_vision.imaging import MAX_IMAGE_PIXELS, RESAMPLE, decode_image, upright  # noqa: F401 (re-exported)
+from lit_vision import imaging
+from lit_vision.imaging import RESAMPLE, decode_image
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,8 @@ def _decode_or_reason(args: tuple[Path, int, tuple[int, int] | None]) -> np.ndar
     try:
         return decode_image(path, channels, size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return (f"{type(exc).__name__}: over the {MAX_IMAGE_PIXELS:,}-pixel decompression-bomb guard ({exc}); "
-                "downscale the file, or raise lit_vision.data.image_folder.MAX_IMAGE_PIXELS if you trust it")
+        return (f"{type(exc).__name__}: over the {imaging.MAX_IMAGE_PIXELS:,}-pixel decompression-bomb guard "
+                f"({exc}); downscale the file, or raise lit_vision.imaging.MAX_IMAGE_PIXELS if you trust it")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return f"{type(exc).__name__}: {exc}"
 

@@ -178,8 +178,7 @@ class ImageClassifier(L.LightningModule):
         scheduler = self.lr_schedulers()  # None, or a per-step one (config validation refuses plateau)
         # normalised once for the group; a compiled forward keeps its own (compiled) preprocessing
         x, forward = (x, self._forward) if self.hparams.compile else (self.preprocess(x), self.net)
-        losses, logits = [], []
-        hard = []
+        losses, logits, hard = [], [], []
         for xs, ys in zip(x.split(self.micro_batch_size), y.split(self.micro_batch_size)):
             xs, ys = self.mix(xs, ys)
             out = forward(xs)
@@ -310,7 +309,6 @@ class ImageClassifier(L.LightningModule):
                 optimizer, max_lr=opt_cfg["lr"], total_steps=self.planned_optimizer_steps(),
                 **sched_cfg)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
 
     def planned_optimizer_steps(self) -> int:
         """Optimizer steps this fit will take: what a per-step scheduler anneals over."""
