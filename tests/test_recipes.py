@@ -9,6 +9,8 @@ import torch
 
 from conftest import FAST
 from lit_vision.errors import ConfigError
+from lit_vision.models.convnet import build_features
+from lit_vision.models.whitening import PatchWhitening
 from lit_vision.train import run
 from lit_vision.training import recipes
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
@@ -137,3 +139,44 @@ def test_ema_weights_are_what_the_checkpoint_and_the_test_use(make_cfg) -> None:
 def test_ema_decay_is_checked(make_cfg) -> None:
     with pytest.raises(ConfigError, match="model.ema_decay"):
         build_trainer(make_cfg("model.ema_decay=1.5"))
+
+
+# --- whitening stem ------------------------------------------------------------------------------------------
+WHITEN_NET = "model.net.features=[{whiten: 8, kernel: 2, act: gelu},{conv: 8, kernel: 3, padding: same},{pool: 2}]"
+
+
+def test_the_whitening_stem_decorrelates_patches() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 12, 12) * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1)
+    x = x + x.roll(1, dims=3)  # neighbouring pixels correlated, channels of different scale
+    stem = PatchWhitening(3, 24, kernel=2)
+    stem.fit(x)
+    out = stem(x)[:, :12].permute(0, 2, 3, 1).reshape(-1, 12).double()
+    covariance = out.T @ out / len(out)
+    assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=5e-3)  # ~unit variance (eps), decorrelated
+    assert torch.equal(stem.weight[12:], -stem.weight[:12]) and bool(stem.fitted)
+    assert not stem.weight.requires_grad and stem.bias.requires_grad  # frozen filters, a trained bias
+
+
+def test_whitening_stem_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="even number up to 2 x 3 x 2"):
+        PatchWhitening(3, 25, kernel=2)
+    with pytest.raises(ConfigError, match="must be the first block"):
+        build_features([{"conv": 4}, {"whiten": 8}], in_chans=3)
+    with pytest.raises(ConfigError, match="unknown key"):
+        build_features([{"whiten": 8, "padding": "same"}], in_chans=3)
+
+
+def test_a_run_fits_the_whitening_stem_on_its_training_images_once(make_cfg, monkeypatch) -> None:
+    cfg = make_cfg(*QUIET, "trainer.max_epochs=1", WHITEN_NET, "model.net.head.hidden=[]")
+    record = run(cfg)
+    state = read_checkpoint(record["best_checkpoint"])["state_dict"]
+    dm = build_datamodule(cfg)
+    model = build_classifier(cfg.model, dm)
+    expected = PatchWhitening(dm.channels, 8, kernel=2)
+    expected.fit(model.preprocess(dm.train_sample(5000)))
+    assert bool(state["net.features.0.fitted"])
+    assert torch.allclose(state["net.features.0.weight"], expected.weight, atol=1e-5)  # fitted, then frozen
+    model.load_state_dict(state)
+    monkeypatch.setattr(PatchWhitening, "fit", lambda *a: pytest.fail("a restored stem was refitted"))
+    model._fit_whitening()  # restored: nothing to fit, and no data module needed

@@ -227,12 +227,16 @@ class VisionDataModule(L.LightningDataModule):
             return None
         return class_weights(self._require().labels, self.num_classes)
 
-    def pixel_stats(self, max_images: int = 10_000) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std in [0, 1] units, from (a seeded sample of) the training split."""
+    def train_sample(self, max_images: int) -> torch.Tensor:
+        """A seeded sample of at most ``max_images`` training images, uint8 (N, C, H, W), in the split's order."""
         train = self._require()
         rng = np.random.default_rng(self.seed)
         idx = np.sort(rng.choice(len(train), size=min(max_images, len(train)), replace=False))
-        x = torch.from_numpy(np.ascontiguousarray(train.images[idx])).float().div_(255)
+        return torch.from_numpy(np.ascontiguousarray(train.images[idx]))
+
+    def pixel_stats(self, max_images: int = 10_000) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std in [0, 1] units, from (a seeded sample of) the training split."""
+        x = self.train_sample(max_images).float().div_(255)
         mean = x.mean(dim=(0, 2, 3))
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
         return mean.tolist(), std.tolist()

@@ -7,6 +7,7 @@
     - {pool: 2, stride: 1, type: max}                   # MaxPool2d / AvgPool2d
     - {dropout: 0.2}                                    # SpatialDropout2D (Dropout2d)
     - {act: gelu}                                       # an activation on its own (conv → pool → bn → act)
+    - {whiten: 24, kernel: 2, eps: 5.0e-4, act: gelu}   # airbench's frozen patch-whitening conv (whitening.py)
 
 then flatten and a dense head: ``head: {hidden: [256], dropout: 0.5, input_dropout: 0.5, batchnorm: false}``.
 """
@@ -21,10 +22,12 @@ import torch.nn as nn
 from lit_vision.errors import ConfigError
 from lit_vision.models.layers import activation, dense_stack, init_weights
 from lit_vision.models.registry import register_model
+from lit_vision.models.whitening import PatchWhitening
 
 #: the keys each block kind and the head take (anything else is a typo and refused)
-BLOCK_KEYS = {"conv": {"conv", "kernel", "stride", "padding", "act"}, "pool": {"pool", "stride", "type"},
-              "bn": {"bn"}, "dropout": {"dropout"}, "act": {"act"}}
+#: (checked in this order: a block is the first kind whose key it has, so ``act`` alone comes last)
+BLOCK_KEYS = {"conv": {"conv", "kernel", "stride", "padding", "act"}, "whiten": {"whiten", "kernel", "eps", "act"},
+              "pool": {"pool", "stride", "type"}, "bn": {"bn"}, "dropout": {"dropout"}, "act": {"act"}}
 HEAD_KEYS = {"hidden", "dropout", "input_dropout", "batchnorm", "act"}
 
 
@@ -63,16 +66,23 @@ def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> t
         if kind is None:
             raise ConfigError(f"model.net.features.{i}: unknown block {spec}; use one of {list(BLOCK_KEYS)}")
         _check_keys(f"features.{i}", spec, BLOCK_KEYS[kind])
-        if "conv" in spec:
+        if kind == "conv":
             new, ch = _conv(spec, ch)
             layers += new
-        elif "pool" in spec:
+        elif kind == "pool":
             layers.append(_pool(spec))
-        elif "bn" in spec:
+        elif kind == "bn":
             layers.append(nn.BatchNorm2d(ch))
-        elif "dropout" in spec:
+        elif kind == "dropout":
             layers.append(nn.Dropout2d(float(spec["dropout"])))
-        elif "act" in spec:
+        elif kind == "whiten":
+            if i:
+                raise ConfigError(f"model.net.features.{i}: a whiten block is fitted on the normalised images, so it "
+                                  "must be the first block")
+            whiten = PatchWhitening(ch, int(spec["whiten"]), int(spec.get("kernel", 2)), float(spec.get("eps", 5e-4)))
+            layers += [whiten, activation(spec.get("act", "none"))]
+            ch = whiten.out_channels
+        elif kind == "act":
             layers.append(activation(spec["act"]))
     return nn.Sequential(*layers), ch
 

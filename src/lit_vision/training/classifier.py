@@ -18,6 +18,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from lit_vision.checks import non_negative_number, positive_number
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.registry import canonical_spec, create_net
+from lit_vision.models.whitening import PatchWhitening
 from lit_vision.training import recipes
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
 
@@ -214,6 +215,21 @@ class ImageClassifier(L.LightningModule):
         strategy = self.trainer.strategy
         self._direct_backward = (isinstance(strategy, SingleDeviceStrategy)
                                  and getattr(strategy.precision_plugin, "scaler", None) is None)
+        self._fit_whitening()
+
+    def _fit_whitening(self, max_images: int = 5000) -> None:
+        """Fit any whitening stem (models/whitening.py) not yet fitted, on a sample of the training split as the
+        net sees it (normalised); a restored checkpoint's stem is kept. Every rank draws the same seeded sample."""
+        stems = [m for m in self.net.modules() if isinstance(m, PatchWhitening) and not bool(m.fitted)]
+        if not stems:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not hasattr(datamodule, "train_sample"):
+            raise LitVisionError("a whitening stem (model.net.features: whiten) is fitted on the training images at "
+                                 "the start of training; pass a lit_vision VisionDataModule to trainer.fit")
+        images = self.preprocess(datamodule.train_sample(max_images).to(self.device)).contiguous()
+        for stem in stems:
+            stem.fit(images)
 
     def _record_training(self, loss: torch.Tensor, probs: torch.Tensor, y: torch.Tensor, batch_idx: int) -> None:
         """Stop on a non-finite loss, update the train metrics, add to the epoch's loss sum, log the step loss."""
