@@ -23,6 +23,15 @@ def test_evaluate_matches_the_training_run(make_cfg, tmp_path, cifar_folders):
         assert again[key] == pytest.approx(record[key], abs=1e-6), key
     assert again["confusion_matrix"] == record["confusion_matrix"]
     assert json.loads(Path(tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == again["test/acc"]
+    assert again["tta"] == {"hflip": False, "translate": 0}  # the checkpoint's own (none)
+
+    with_tta = evaluate(compose_config([f"ckpt_path={record['best_checkpoint']}", "accelerator=cpu", "report.plots=false",
+                                        "tta={hflip: true, translate: 1}"], tmp_path / "eval_tta", "evaluate"))
+    assert with_tta["tta"] == {"hflip": True, "translate": 1}
+    assert with_tta["test/loss"] != pytest.approx(record["test/loss"], abs=1e-6)  # other logits: the views reached it
+    with pytest.raises(ConfigError, match="model.tta.translate"):
+        evaluate(compose_config([f"ckpt_path={record['best_checkpoint']}", "accelerator=cpu", "tta={translate: -1}"],
+                                tmp_path / "eval_bad", "evaluate"))
 
     wrong = compose_config([f"ckpt_path={record['best_checkpoint']}", "accelerator=cpu", "data=cifar10",
                             f"data.root={cifar_folders}"], tmp_path / "eval2", "evaluate")

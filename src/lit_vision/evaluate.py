@@ -10,12 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lit_vision import reporting
 from lit_vision.errors import ConfigError
 from lit_vision.runner import hydra_command
 from lit_vision.training.builders import build_datamodule, build_trainer
+from lit_vision.training import recipes
 from lit_vision.training.checkpoints import load_classifier
 
 log = logging.getLogger("lit_vision.evaluate")
@@ -24,6 +25,8 @@ log = logging.getLogger("lit_vision.evaluate")
 def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     model = load_classifier(cfg.ckpt_path)
+    if cfg.tta is not None:
+        model.tta = recipes.check_tta(OmegaConf.to_container(cfg.tta, resolve=True))
     dm = build_datamodule(cfg)
     if dm.class_names != model.class_names:
         raise ConfigError(f"data={dm.name} has classes {dm.class_names} but checkpoint {cfg.ckpt_path} was trained on "
@@ -38,7 +41,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         scalars |= dict(trainer.callback_metrics)
         confusion = model.test_outputs.get("confusion_matrix")
     record = reporting.build_metrics_record(scalars, confusion, dm.class_names,
-                                            extra={"checkpoint": str(cfg.ckpt_path), "data": dm.describe()})
+                                            extra={"checkpoint": str(cfg.ckpt_path), "data": dm.describe(),
+                                                   "tta": dict(model.tta)})
     reporting.write_run_report(out, record, model, dm, cfg.report)
     return record
 
