@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -147,3 +147,37 @@ def cli_run(cnn_run: Path, pets_root: Path, tmp_path_factory: pytest.TempPathFac
     (run_dir / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
     return run_dir
+
+
+# --- the pets run exported to ONNX, and python -m lit_vision.serve's app serving it (tests/test_serve*.py)
+@pytest.fixture(scope="session")
+def onnx_model(cli_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("onnxruntime")
+    from lit_vision.onnx_export import export
+
+    return export(cli_run, tmp_path_factory.mktemp("serve") / "pets.onnx")["path"]
+
+
+@pytest.fixture(scope="module")
+def server(onnx_model: Path) -> Iterator[str]:
+    """The service on the exported pets model, in a thread on a free loopback port (one per test module): its URL."""
+    import threading
+    import time
+
+    uvicorn = pytest.importorskip("uvicorn")
+    serving = pytest.importorskip("lit_vision.serving")
+    from serve_client import free_port
+
+    port = free_port()
+    config = uvicorn.Config(serving.create_app(serving.load_model(onnx_model)), host="127.0.0.1", port=port,
+                            log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)

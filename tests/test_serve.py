@@ -3,91 +3,18 @@
 from __future__ import annotations
 
 import io
-import json
-import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
+from serve_client import image_bytes, predict, request
 
 pytest.importorskip("onnxruntime")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 serving = pytest.importorskip("lit_vision.serving")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def onnx_model(cli_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lit_vision.onnx_export import export
-
-    return export(cli_run, tmp_path_factory.mktemp("serve") / "pets.onnx")["path"]
-
-
-@pytest.fixture(scope="module")
-def server(onnx_model: Path):
-    port = free_port()
-    config = uvicorn.Config(serving.create_app(serving.load_model(onnx_model)), host="127.0.0.1", port=port,
-                            log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-
-
-def image_bytes(size=(16, 16), mode="RGB", fmt="PNG", color=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    img = Image.new(mode, size, color if mode in ("RGB", "RGBA", "CMYK") else 128)
-    img.save(buf, format=fmt)
-    return buf.getvalue()
-
-
-def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict | str]:
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            body = resp.read().decode()
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        body, status = exc.read().decode(), exc.code
-    try:
-        return status, json.loads(body)
-    except json.JSONDecodeError:
-        return status, body
-
-
-def multipart(files: list[tuple[str, str, bytes]]) -> tuple[bytes, dict]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for field, name, content in files:
-        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
-def predict(server: str, files: list[tuple[str, str, bytes]]) -> tuple[int, dict]:
-    body, headers = multipart(files)
-    return request(server + "/predict", body, headers)
 
 
 def test_health_metadata_and_page(server: str) -> None:
