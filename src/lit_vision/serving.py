@@ -165,22 +165,31 @@ PAGE = """<!doctype html>
 text-align:center}#result{margin-top:1em;font-size:1.2em}</style></head>
 <body><h1>lit_vision</h1><p id="model">loading…</p>
 <div id="drop">Drop a photo here or <input type="file" id="file" accept="image/*"></div>
-<div id="result"></div>
+<div id="result" role="status" data-state="idle"></div>
 <script>
+const result = document.getElementById('result');
+function show(state, text) { result.dataset.state = state; result.textContent = text; }
 fetch('/metadata').then(r => r.json()).then(m => {
   document.getElementById('model').textContent = 'model ' + m.model + ': ' + m.classes.join(' / ') +
     (m.threshold === null ? '' : ' (threshold ' + m.threshold.toFixed(3) + ')');
 });
 function send(file) {
+  if (!file) return;
+  show('pending', 'classifying ' + file.name + '…');
   const form = new FormData(); form.append('file', file);
-  fetch('/predict', {method: 'POST', body: form}).then(r => r.json()).then(j => {
-    const r = (j.results || [{}])[0];
-    document.getElementById('result').textContent = r.error ? 'error: ' + r.error :
-      'decision: ' + r.predicted + ' (' + Object.entries(r.probabilities).map(([c, p]) =>
-        c + ' ' + p.toFixed(3)).join(', ') + ')';
-  });
+  fetch('/predict', {method: 'POST', body: form}).then(async resp => {
+    const j = await resp.json().catch(() => ({}));
+    const r = (j.results || [])[0];
+    if (!r || r.error) {
+      show('error', 'error: ' + file.name + ': ' + (r ? r.error : j.error || 'HTTP ' + resp.status));
+      return;
+    }
+    show('decision', file.name + ' → decision: ' + r.predicted + ' (' + Object.entries(r.probabilities).map(([c, p]) =>
+      c + ' ' + p.toFixed(3)).join(', ') + ')');
+  }).catch(e => show('error', 'error: ' + file.name + ': no answer from the server (' + e + ')'));
 }
-document.getElementById('file').addEventListener('change', e => send(e.target.files[0]));
+// reset the input so that picking the same file again is a new upload
+document.getElementById('file').addEventListener('change', e => { send(e.target.files[0]); e.target.value = ''; });
 const drop = document.getElementById('drop');
 drop.addEventListener('dragover', e => e.preventDefault());
 drop.addEventListener('drop', e => { e.preventDefault(); send(e.dataTransfer.files[0]); });
