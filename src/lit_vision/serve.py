@@ -3,7 +3,7 @@
 ``GET /`` a page to drop a photo on, ``GET /health``, ``GET /metadata`` (classes, input size, threshold, model),
 ``POST /predict`` with one or more ``file`` fields (multipart) → per file: class probabilities, the predicted class
 and the decision at the operating point's threshold, or that file's error. An ``.onnx`` export is served with
-onnxruntime only (``pip install 'lit_vision[serve]'`` needs no torch).
+onnxruntime only: ``pip install --no-deps .`` plus the ``serve`` extra's packages is a torch-free install (README).
 """
 
 from __future__ import annotations
