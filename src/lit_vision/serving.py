@@ -9,9 +9,10 @@ error naming the problem, never with a crash.
 
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
