@@ -52,7 +52,8 @@ def run_test_set(cfg, record) -> list[int]:
 
 FIXED_EPOCH_PRESETS = ["fashion_cnn", "fashion_cnn_final", "fashion_dense", "fer_backbone_pretrain", "fer_custom_cnn",
                        "fer_custom_cnn_aug", "fer_vgg16", "horse_cnn", "horse_cnn_aug", "mnist_cnn", "mnist_dense_mse",
-                       "cifar10_fast", "fashion_best", "mnist_best", "fer2013_best", "fer_happy_sad_best"]
+                       "cifar10_fast", "fashion_best", "mnist_best", "fer2013_best", "fer_happy_sad_best",
+                       "cifar10_best"]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
