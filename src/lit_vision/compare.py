@@ -6,10 +6,16 @@ Examples::
         outputs/fer_vgg16/runs/<time> --ensemble --out outputs/compare/notebook004
     python -m lit_vision.compare 'outputs/horse_*/runs/*'
 
-Reads each run's ``metrics.json`` (neural, XGBoost and baseline runs all write one) and prints model, val and
-test accuracy, precision, recall, F1, AUROC and TP/FP/FN/TN; writes ``<out>.csv`` and ``<out>.md``.
+Reads each run's ``metrics.json`` (neural, XGBoost and baseline runs all write one) and prints model, seed, val
+and test accuracy, precision, recall, F1, AUROC, TP/FP/FN/TN and, where the run recorded them, epochs, training
+minutes and minutes to each ``val/acc`` threshold (``never`` when not reached); writes ``<out>.csv`` and ``<out>.md``.
 ``--ensemble`` adds mean-probability and majority-vote rows computed from the runs' ``predictions.csv`` (the runs
 must share one test set, i.e. the same data config and seed).
+
+Runs that differ only in their seed (equal ``.hydra/config.yaml`` without seed and location keys, see
+:mod:`lit_vision.seeds`) also get one row per group in a second table, mean ± sample std and n of every number
+column, written to ``<out>_seeds.csv`` and appended to ``<out>.md``. Runs without ``.hydra/config.yaml`` (e.g. an
+XGBoost ``source_model/`` report) are never grouped; their seed cell is blank.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import csv
 import glob
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -29,10 +36,25 @@ from rich.table import Table
 from lit_vision.ensembles import majority_vote, mean_probability
 from lit_vision.errors import LitVisionError
 from lit_vision.runner import exit_on_user_error
-from lit_vision.runs import default_output, run_dir_of_checkpoint, run_name
+from lit_vision.runs import (
+    default_output,
+    run_dir_of_checkpoint,
+    run_name,
+    timing_cells,
+)
+from lit_vision.seeds import (
+    read_config,
+    read_overrides,
+    seed_groups,
+    seed_markdown,
+    seed_rich_table,
+    write_seed_csv,
+)
 
-COLUMNS = ["model", "run", "val/acc", "test/acc", "test/precision", "test/recall", "test/f1", "test/auroc",
+#: columns of every table; timing columns (:func:`~lit_vision.runs.timing_cells`) follow when a run has them
+COLUMNS = ["model", "run", "seed", "val/acc", "test/acc", "test/precision", "test/recall", "test/f1", "test/auroc",
            "test/loss", "TP", "FP", "FN", "TN"]
+METRICS = COLUMNS[3:10]
 
 
 def find_runs(items: Sequence[str]) -> list[Path]:
@@ -60,12 +82,17 @@ def display_name(run: Path, record: dict[str, Any]) -> str:
 
 def row_for(record: dict[str, Any], name: str, run: str) -> dict[str, Any]:
     row: dict[str, Any] = {"model": name, "run": run}
-    for key in COLUMNS[2:9]:
+    for key in METRICS:
         row[key] = record.get(key)
     counts = record.get("counts") or {}
     for key in ("TP", "FP", "FN", "TN"):
         row[key] = counts.get(key.lower())
-    return row
+    return row | timing_cells(record)
+
+
+def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """:data:`COLUMNS`, then the timing columns any row has (in first-seen order)."""
+    return COLUMNS + list(dict.fromkeys(k for r in rows for k in r if k not in COLUMNS))
 
 
 def read_predictions(run: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -80,7 +107,8 @@ def read_predictions(run: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def ensemble_rows(runs: Sequence[Path], class_names: list[str]) -> list[dict[str, Any]]:
-    from lit_vision.reporting import build_record  # torch: only when ensembles are scored
+    # torch: only when ensembles are scored
+    from lit_vision.reporting import build_record
 
     preds = [read_predictions(r) for r in runs]
     sources, targets, _ = preds[0]
@@ -109,17 +137,31 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def write_tables(rows: Sequence[dict[str, Any]], out: Path) -> tuple[Path, Path]:
+def write_tables(rows: Sequence[dict[str, Any]], out: Path, columns: Sequence[str] = COLUMNS) -> tuple[Path, Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out.with_suffix(".csv"), out.with_suffix(".md")
     with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=list(columns))
         w.writeheader()
-        w.writerows({k: fmt(r.get(k)) for k in COLUMNS} for r in rows)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r.get(k)) for k in COLUMNS) + " |" for r in rows]
+        w.writerows({k: fmt(r.get(k)) for k in columns} for r in rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(k)) for k in columns) + " |" for r in rows]
     md_path.write_text("\n".join(lines) + "\n")
     return csv_path, md_path
+
+
+def write_seed_tables(runs: Sequence[Path], configs: Sequence[dict[str, Any] | None], rows: Sequence[dict[str, Any]],
+                      columns: Sequence[str], out: Path, console: Console) -> None:
+    """The mean ± std table of the runs that differ only in their seed, if any: printed, ``<out>_seeds.csv`` and
+    appended to ``<out>.md``."""
+    groups = seed_groups(rows, configs, [read_overrides(r) for r in runs], columns[3:])
+    if not groups:
+        return
+    Console(width=max(console.width, 60 + 20 * len(columns))).print(seed_rich_table(groups, columns[3:]))
+    seeds_csv = write_seed_csv(out.with_name(out.name + "_seeds.csv"), groups, columns[3:])
+    md_path = out.with_suffix(".md")
+    md_path.write_text(md_path.read_text() + "\n" + seed_markdown(groups, columns[3:]))
+    console.print(f"written {seeds_csv}; the table is also in {md_path}")
 
 
 def compare(items: Sequence[str], out: Path, ensemble: bool = False) -> list[dict[str, Any]]:
@@ -127,21 +169,25 @@ def compare(items: Sequence[str], out: Path, ensemble: bool = False) -> list[dic
     if not runs:
         raise LitVisionError("no finished runs (metrics.json) found in " + ", ".join(items))
     records = [json.loads((r / "metrics.json").read_text()) for r in runs]
-    rows = [row_for(rec, display_name(r, rec), r.name) for rec, r in zip(records, runs)]
+    configs = [read_config(r) for r in runs]
+    rows = [row_for(rec, display_name(r, rec), r.name) | {"seed": (cfg or {}).get("seed")}
+            for rec, r, cfg in zip(records, runs, configs)]
     if ensemble:
         names = records[0].get("class_names")
         if any(rec.get("class_names") != names for rec in records):
             raise LitVisionError("--ensemble needs runs with the same classes")
         rows += ensemble_rows(runs, list(names))
+    columns = table_columns(rows)
     table = Table(title="comparison (test split unless marked val)")
-    for col in COLUMNS:
+    for col in columns:
         table.add_column(col, justify="left" if col in ("model", "run") else "right")
     for r in rows:
-        table.add_row(*(fmt(r.get(k)) for k in COLUMNS))
-    console = Console(width=max(Console().width, 170))  # wide enough for every column even when piped
+        table.add_row(*(fmt(r.get(k)) for k in columns))
+    console = Console(width=max(Console().width, 170 + 12 * (len(columns) - len(COLUMNS))))  # every column, piped too
     console.print(table)
-    csv_path, md_path = write_tables(rows, out)
+    csv_path, md_path = write_tables(rows, out, columns)
     console.print(f"written {csv_path} and {md_path}")
+    write_seed_tables(runs, configs, rows[:len(runs)], columns, out, console)
     return rows
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 
 def project_root() -> Path:
@@ -34,3 +36,22 @@ def run_dir_of_checkpoint(ckpt: Path) -> Path:
     """``<run>/checkpoints/best.ckpt`` → ``<run>``; a checkpoint elsewhere → its folder."""
     ckpt = Path(ckpt)
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+#: a ``time_to_val_acc`` threshold that no epoch reached
+NEVER = "never"
+
+
+def timing_cells(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``metrics.json``'s training time as table cells: ``epochs``, ``train min`` and ``min to val/acc <X>`` per
+    threshold (:data:`NEVER` when no epoch reached it). Keys the record lacks are left out, so old runs and
+    XGBoost or baseline runs get blank cells; a threshold reached without a clock reading stays ``None``."""
+    cells: dict[str, Any] = {}
+    if record.get("epochs_trained") is not None:
+        cells["epochs"] = record["epochs_trained"]
+    if record.get("train_seconds") is not None:
+        cells["train min"] = record["train_seconds"] / 60
+    for threshold, hit in (record.get("time_to_val_acc") or {}).items():
+        seconds = None if hit is None else hit.get("seconds")
+        cells[f"min to val/acc {threshold}"] = NEVER if hit is None else None if seconds is None else seconds / 60
+    return cells
