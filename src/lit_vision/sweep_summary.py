@@ -6,6 +6,10 @@
   ``conf/hydra/default.yaml``): after the last job it reads every job's ``metrics.json`` or
   ``error.json`` and ``.hydra/overrides.yaml`` and writes ``summary.csv``, ``summary.md`` and
   ``summary.png`` (the metric against the swept values) into the sweep dir, and prints the table.
+* A sweep over ``seed`` (e.g. ``seed=1,2,3``) also gets mean ± sample std and n per metric of the jobs that differ
+  only in their seed (:mod:`lit_vision.seeds`): ``summary_seeds.csv``, a second table in ``summary.md``, and
+  ``summary.png`` shows one bar per group at its mean with a std error bar and each seed's job as a dot. n counts
+  finished jobs only: failed or missing jobs are listed under ``not finished`` and left out of the means.
 """
 
 from __future__ import annotations
@@ -14,36 +18,44 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from lit_vision.errors import LitVisionError
+from lit_vision.runs import timing_cells
+from lit_vision.seeds import (
+    SeedGroup,
+    mean_std,
+    numbers,
+    read_config,
+    read_overrides,
+    seed_groups,
+    seed_markdown,
+    seed_rich_table,
+    stat_cell,
+    write_seed_csv,
+)
 
 log = logging.getLogger(__name__)
 
 #: metric columns of the summary besides the chosen metric (absent ones are left out)
 COLUMNS = ("val/acc", "val/loss", "test/acc", "test/f1", "test/auroc", "test/loss")
 ERROR_FILE = "error.json"
+SEEDS_NOTE = ("\nn counts finished jobs only; failed or missing jobs are listed under *not finished* and left out of "
+              "the means. Full-precision means, stds and per-column n: `summary_seeds.csv`.\n")
 
 
 # --- after the sweep -----------------------------------------------------------------------------
-def _split_override(override: str) -> tuple[str, str]:
-    key, _, value = override.partition("=")
-    return key.lstrip("+~"), value
-
-
 def read_job(job_dir: Path) -> dict[str, Any]:
-    """One job: its overrides, status (ok | failed | missing), metrics and error message."""
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = list(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
-    job: dict[str, Any] = {"job": job_dir.name, "dir": str(job_dir),
-                           "overrides": dict(_split_override(str(o)) for o in overrides),
-                           "status": "missing", "metrics": {}, "error": ""}
+    """One job: its overrides, saved config (flattened), status (ok | failed | missing), metrics and error."""
+    job: dict[str, Any] = {"job": job_dir.name, "dir": str(job_dir), "overrides": read_overrides(job_dir),
+                           "config": read_config(job_dir), "status": "missing", "metrics": {}, "error": ""}
     metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
     if error_file.exists():
         err = json.loads(error_file.read_text())
@@ -73,17 +85,24 @@ def swept_keys(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def summary_rows(jobs: Sequence[Mapping[str, Any]], metric: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """Flat rows: job, swept values, status, the chosen metric, the usual metrics, epochs, error."""
+    """Flat rows: job, swept values, status, the chosen metric, the usual metrics, epochs, training minutes and
+    minutes to each val/acc threshold (:func:`~lit_vision.runs.timing_cells`), error."""
     keys = swept_keys(jobs)
     metric_cols = [metric] + [c for c in COLUMNS if c != metric and any(c in j["metrics"] for j in jobs)]
-    header = ["job", *keys, "status", *metric_cols, "epochs", "error"]
+    timing = list(dict.fromkeys(["epochs", *(k for j in jobs for k in timing_cells(j["metrics"]))]))
+    header = ["job", *keys, "status", *metric_cols, *timing, "error"]
     rows = []
     for job in jobs:
         m = job["metrics"]
         row = {"job": job["job"], **{k: job["overrides"].get(k, "") for k in keys}, "status": job["status"],
-               **{c: m.get(c) for c in metric_cols}, "epochs": m.get("epochs_trained"), "error": job["error"]}
+               **{c: m.get(c) for c in metric_cols}, **timing_cells(m), "error": job["error"]}
         rows.append(row)
     return header, rows
+
+
+def number_columns(header: Sequence[str]) -> list[str]:
+    """The metric and timing columns of a summary header (between ``status`` and ``error``)."""
+    return list(header[header.index("status") + 1:header.index("error")])
 
 
 def _fmt(value: Any) -> str:
@@ -161,8 +180,31 @@ def _scatter_against(ax: Any, rows: Sequence[Mapping[str, Any]], y: list[float],
     ax.grid(alpha=0.3)
 
 
-def plot_summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], metric: str, path: Path) -> Path | None:
-    """One swept key: a bar per value (failed jobs marked). Several keys: the metric against each key."""
+def seed_bars(ax: Any, groups: Sequence[SeedGroup], metric: str) -> None:
+    """Seed groups: a bar at each group's mean with a one-std error bar (sample std), each finished job a dot,
+    labelled with mean ± std, n and how many jobs did not finish (those are not in the bar)."""
+    stats = [mean_std(numbers(g.values[metric])) for g in groups]
+    means = [0.0 if math.isnan(m) else m for m, _ in stats]
+    stds = [0.0 if math.isnan(s) else s for _, s in stats]
+    ax.bar(range(len(groups)), means, width=0.6, yerr=stds, capsize=6, color="tab:blue", alpha=0.5, ecolor="black")
+    for i, g in enumerate(groups):
+        ys = numbers(g.values[metric])
+        ax.scatter([i + 0.15] * len(ys), ys, color="black", s=12, zorder=3)  # beside the error bar, not on it
+        text = f"{stat_cell(g.values[metric]) or 'none'}\nn={g.n}" + (
+            f", {len(g.not_finished)} not finished" if g.not_finished else "")
+        ax.annotate(text, (i, means[i] + stds[i]), ha="center", va="bottom", fontsize=8,
+                    color="red" if g.not_finished else "black")
+    ax.set_xticks(range(len(groups)), [g.label or "all jobs" for g in groups], rotation=15 if len(groups) > 1 else 0,
+                  ha="right" if len(groups) > 1 else "center")
+    ax.set(ylabel=metric, title=f"{metric}: mean ± std over seeds", xlim=(-0.7, len(groups) - 0.3))
+    finite = [m + s for m, s in zip(means, stds)] + [y for g in groups for y in numbers(g.values[metric])]
+    ax.set_ylim(0, max(1.0, max(finite) * 1.15) if finite else 1.0)
+
+
+def plot_summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], metric: str, path: Path,
+                 groups: Sequence[SeedGroup] = ()) -> Path | None:
+    """Seed groups: their means with error bars. Otherwise one swept key: a bar per value (failed jobs marked);
+    several keys: the metric against each key."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,7 +213,10 @@ def plot_summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], metric:
     if not rows:
         return None
     y = [v if isinstance(v, (int, float)) and math.isfinite(v) else math.nan for v in (r.get(metric) for r in rows)]
-    if len(keys) <= 1:
+    if groups:
+        fig, ax = plt.subplots(figsize=(max(4.5, 1.8 * len(groups) + 1.5), 4.0))
+        seed_bars(ax, groups, metric)
+    elif len(keys) <= 1:
         fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 3.8))
         _bars_by_value(ax, rows, y, keys[0] if keys else "job", metric)
     else:
@@ -202,11 +247,34 @@ def write_summary(sweep_dir: Path, metric: str, print_table: bool = True) -> dic
     if best:
         lines += [f"best {metric}: {best[metric]:.4f} (job {best['job']}: "
                   + ", ".join(f"{k}={_fmt(best[k])}" for k in keys) + ")", ""]
-    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n" + markdown_table(header, rows))
-    plot = plot_summary(rows, keys, metric, sweep_dir / "summary.png")
+    groups = summarize_seeds(jobs, rows, header) if "seed" in keys else []
+    seeds_md = write_seed_summary(sweep_dir, groups, number_columns(header))
+    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n" + markdown_table(header, rows) + seeds_md)
+    plot = plot_summary(rows, keys, metric, sweep_dir / "summary.png", groups)
     if print_table:
-        Console(width=200).print(rich_table(header, rows, title=f"sweep summary ({metric}): {sweep_dir}"))
-    return {"header": header, "rows": rows, "best": best, "plot": plot}
+        console = Console(width=200)
+        console.print(rich_table(header, rows, title=f"sweep summary ({metric}): {sweep_dir}"))
+        if groups:
+            console.print(seed_rich_table(groups, number_columns(header)))
+    return {"header": header, "rows": rows, "best": best, "plot": plot, "seed_groups": groups}
+
+
+def summarize_seeds(jobs: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
+                    header: Sequence[str]) -> list[SeedGroup]:
+    """The sweep's jobs that differ only in their seed, grouped (groups of at least two jobs)."""
+    return seed_groups(rows, [j["config"] for j in jobs], [j["overrides"] for j in jobs], number_columns(header),
+                       status=[j["status"] for j in jobs], names=[f"job {j['job']}" for j in jobs])
+
+
+def write_seed_summary(sweep_dir: Path, groups: Sequence[SeedGroup], columns: Sequence[str]) -> str:
+    """``summary_seeds.csv`` (removed when there are no seed groups, so a rebuilt summary leaves none stale) and
+    the markdown section for ``summary.md`` (empty without groups)."""
+    path = sweep_dir / "summary_seeds.csv"
+    if not groups:
+        path.unlink(missing_ok=True)
+        return ""
+    write_seed_csv(path, groups, columns)
+    return "\n" + seed_markdown(groups, columns) + SEEDS_NOTE
 
 
 class SweepSummary(Callback):
