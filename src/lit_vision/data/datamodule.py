@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from lit_vision.checks import fraction, positive_int
 from lit_vision.data.arrays import ImageArrays, SourceSplits
 from lit_vision.data.device_batches import DeviceBatches, fits_on
+from lit_vision.data.epoch_order import EpochOrder, ResumableDataLoader
 from lit_vision.data.augment import AugmentConfig, augment_batch, trivial_augment
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights
 from lit_vision.data.sources import check_channels, get_loader, load_source, loader_parameters, parse_image_size
@@ -269,9 +270,15 @@ class VisionDataModule(L.LightningDataModule):
             return DeviceBatches(arrays, batch_size, shuffle, device, self.seed)
         trainer = getattr(self, "trainer", None)
         pin = trainer is not None and trainer.strategy.root_device.type == "cuda"  # async host → GPU copies
-        return DataLoader(ArrayDataset(arrays), batch_size=batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, collate_fn=keep_batch, pin_memory=pin,
-                          persistent_workers=self.num_workers > 0, drop_last=False)
+        kwargs: dict[str, Any] = dict(batch_size=batch_size, num_workers=self.num_workers, collate_fn=keep_batch,
+                                      pin_memory=pin, persistent_workers=self.num_workers > 0, drop_last=False)
+        if not shuffle:
+            return DataLoader(ArrayDataset(arrays), shuffle=False, **kwargs)
+        # the training order: seeded per epoch, this rank's share under DDP (Lightning keeps a DistributedSampler
+        # it is given), and resumable mid-epoch (data/epoch_order.py)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        order = EpochOrder(len(arrays), self.seed, shuffle=True, num_replicas=world, rank=rank)
+        return ResumableDataLoader(ArrayDataset(arrays), sampler=order, **kwargs)
 
     def group_train_batches(self, steps: int) -> None:
         """Serve ``steps`` consecutive training batches as one (``steps_per_execution``): the same images in the
@@ -279,7 +286,7 @@ class VisionDataModule(L.LightningDataModule):
         (:meth:`~lit_vision.training.classifier.ImageClassifier.set_steps_per_execution`)."""
         self.batches_per_step = positive_int(steps, "steps_per_execution")
 
-    def train_dataloader(self) -> DataLoader | DeviceBatches:
+    def train_dataloader(self) -> ResumableDataLoader | DeviceBatches:
         return self._loader(self.train_set, True, self.batch_size * self.batches_per_step)
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:

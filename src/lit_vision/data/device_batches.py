@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from lit_vision.data.arrays import ImageArrays
+from lit_vision.data.epoch_order import EpochOrder
 
 #: share of the device's free memory (a GPU's, or the host's available RAM) the resident splits may take
 DEVICE_MEMORY_SHARE = 0.25
@@ -39,28 +40,33 @@ def fits_on(device: torch.device, arrays: list[ImageArrays]) -> bool:
 class DeviceBatches:
     """Iterable of ``(uint8 images, int64 labels)`` batches sliced from tensors already on ``device``.
 
-    ``shuffle`` draws a new permutation each epoch from a generator seeded with ``seed + epoch``, so runs repeat.
+    ``shuffle`` draws each epoch's permutation from a generator seeded with ``seed + epoch`` (:class:`EpochOrder`,
+    whose ``set_epoch`` Lightning calls as ``sampler.set_epoch``), so runs repeat; ``state_dict``/``load_state_dict``
+    save and restore the position inside an epoch (a mid-epoch resume continues the same epoch).
     """
 
     def __init__(self, arrays: ImageArrays, batch_size: int, shuffle: bool, device: torch.device, seed: int) -> None:
         self.images = torch.from_numpy(np.ascontiguousarray(arrays.images)).to(device)
         self.labels = torch.from_numpy(np.asarray(arrays.labels, dtype=np.int64)).to(device)
         self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.seed = int(seed)
-        self.epoch = 0
+        self.sampler = EpochOrder(len(self.labels), int(seed), shuffle)
+        self.batch_sampler = None  # Lightning looks for one next to ``sampler``, as on a DataLoader
+        self._served = 0
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n, device = len(self.labels), self.labels.device
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=generator).to(device)
-        else:
-            order = torch.arange(n, device=device)
-        self.epoch += 1
-        for start in range(0, n, self.batch_size):
+        order = self.sampler.begin_epoch().to(self.labels.device)
+        done = self.sampler.start // self.batch_size
+        self._served = done
+        for i, start in enumerate(range(0, len(order), self.batch_size)):
             index = order[start:start + self.batch_size]
+            self._served = done + i + 1
             yield self.images[index], self.labels[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.sampler.position(self._served, self.batch_size)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.sampler.resume(state_dict, self.batch_size)

@@ -242,6 +242,9 @@ def quiet_known_noise() -> None:
     # fit/validate/test, about Lightning's code, nothing a lit_vision user can act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
+    # ImageClassifier.on_before_batch_transfer (the exact mid-epoch resume, training/epoch_state.py) is meant to run
+    # next to the data module's on_after_batch_transfer; Lightning warns that the module's hook is the one used
+    warnings.filterwarnings("ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule`")
 
 
 __all__ = ["EpochTimer", "NetSummary", "RunDirCSVLogger", "auto_progress_bar", "quiet_known_noise", "summary_rows"]

@@ -19,7 +19,7 @@ from lit_vision.checks import non_negative_number, positive_number
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.registry import canonical_spec, create_net
 from lit_vision.models.whitening import PatchWhitening
-from lit_vision.training import recipes
+from lit_vision.training import epoch_state, recipes
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
 
 LOSSES = ("ce", "bce", "mse")
@@ -74,6 +74,7 @@ class ImageClassifier(L.LightningModule):
         self._test_chunks: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._train_loss_sum = torch.zeros(())
         self._train_seen = 0
+        self._resumed_state: dict[str, Any] | None = None  # epoch_state from the checkpoint, applied on resume
         self.steps_per_execution, self.micro_batch_size = 1, 0  # set_steps_per_execution
         self._direct_backward = False  # on_fit_start
         self._forward = torch.compile(self._net_forward) if compile else self._net_forward
@@ -210,6 +211,26 @@ class ImageClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["steps_per_execution"] = self.steps_per_execution  # resume checks it (checkpoints.py)
+        checkpoint[epoch_state.CHECKPOINT_KEY] = epoch_state.capture(self._train_loss_sum, self._train_seen,
+                                                                     self.train_metrics)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # kept until training resumes (validate/test with a checkpoint load it too, and must not apply it)
+        self._resumed_state = checkpoint.get(epoch_state.CHECKPOINT_KEY)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """The first training batch of a run resumed mid-epoch continues the epoch's sums and random streams.
+
+        Here, after the batch is fetched and before it is augmented (``on_after_batch_transfer``): what the
+        uninterrupted run drew between the checkpoint and this point is only the loader's, before the epoch."""
+        if self._resumed_state is not None and self.trainer.training:
+            state, self._resumed_state = self._resumed_state, None
+            if self.trainer.world_size == 1:
+                self._train_loss_sum = state["loss_sum"].to(self.device)
+                self._train_seen = int(state["seen"])
+                epoch_state.load_metric_states(self.train_metrics, state["metrics"], self.device)
+            epoch_state.set_rng_states(state["rng"])
+        return batch
 
     def on_fit_start(self) -> None:
         strategy = self.trainer.strategy
@@ -258,6 +279,9 @@ class ImageClassifier(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._train_loss_sum = torch.zeros((), device=self.device)
         self._train_seen = 0
+        if self._resumed_state is not None:  # resumed from an epoch's end: a new epoch, the same random streams
+            epoch_state.set_rng_states(self._resumed_state["rng"])
+            self._resumed_state = None
 
     def on_train_epoch_end(self) -> None:
         seen = max(self._train_seen, 1)

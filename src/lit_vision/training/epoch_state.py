@@ -1,0 +1,70 @@
+"""What a checkpoint written mid-epoch carries, besides weights, optimizer and the loader's position
+(data/epoch_order.py), so that the resumed epoch ends with the same metrics as an uninterrupted one.
+
+* the epoch's running training sums: the loss sum and image count behind ``train/loss`` and the train metrics'
+  states (``train/acc``): without them the resumed epoch would report the mean of its second half only;
+* the random number generators (torch CPU and CUDA, numpy, Python) at the batch boundary: augmentation, mixup and
+  dropout draw from them, so the resumed batches get the same crops, flips and dropout masks.
+
+:class:`~lit_vision.training.classifier.ImageClassifier` saves :func:`capture` in ``on_save_checkpoint`` and applies
+the saved state once, when training resumes: all of it before the first batch of a mid-epoch resume, only the
+generators when the checkpoint was written at an epoch's end (the next epoch starts its sums from zero).
+The running sums are restored in single-process runs only: under DDP a checkpoint holds rank 0's sums alone.
+Everything is plain tensors and numbers, so checkpoints still load with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics import MetricCollection
+
+#: the key of this state in a checkpoint
+CHECKPOINT_KEY = "lit_vision_epoch_state"
+
+
+def rng_states() -> dict[str, Any]:
+    version, state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": [version, list(state), gauss],
+                              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def metric_states(metrics: MetricCollection) -> dict[str, dict[str, torch.Tensor]]:
+    """Each metric's accumulated states (torchmetrics keeps them out of ``state_dict``)."""
+    return {name: {k: v.detach().cpu().clone() for k, v in metric.metric_state.items()
+                   if isinstance(v, torch.Tensor)}
+            for name, metric in metrics.items(keep_base=True, copy_state=False)}
+
+
+def load_metric_states(metrics: MetricCollection, states: dict[str, dict[str, torch.Tensor]],
+                       device: torch.device) -> None:
+    for name, metric in metrics.items(keep_base=True, copy_state=False):
+        for key, value in states.get(name, {}).items():
+            setattr(metric, key, value.to(device))
+        metric._update_count = max(metric._update_count, 1)
+        metric._computed = None
+
+
+def capture(loss_sum: torch.Tensor, seen: int, metrics: MetricCollection) -> dict[str, Any]:
+    return {"loss_sum": loss_sum.detach().cpu().clone(), "seen": int(seen), "metrics": metric_states(metrics),
+            "rng": rng_states()}
+
+
+__all__ = ["CHECKPOINT_KEY", "capture", "load_metric_states", "rng_states", "set_rng_states"]
