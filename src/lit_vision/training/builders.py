@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
 from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
 from lit_vision.training.distributed import device_overrides
+from lit_vision.training.requeue import DeferredRequeue
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
 from lit_vision.models.registry import canonical_spec, net_class
@@ -110,7 +111,8 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     """The fit trainer: ``cfg.trainer`` with the ``callbacks`` and ``logger`` groups, fitted to its devices
     (:func:`~lit_vision.training.distributed.device_overrides`); ``overrides`` win over everything."""
     quiet_known_noise()
-    callbacks = instantiate_group(cfg.get("callbacks")) + weight_averaging(cfg)
+    # DeferredRequeue: under SLURM, the requeue checkpoint at a batch boundary (training/requeue.py); else inert
+    callbacks = instantiate_group(cfg.get("callbacks")) + weight_averaging(cfg) + [DeferredRequeue()]
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
         # LearningRateMonitor writes through a logger and raises on a trainer without one
