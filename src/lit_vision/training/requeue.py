@@ -85,7 +85,7 @@ class DeferredRequeue(Callback):
         if trainer.is_global_zero:
             os.replace(partial, path)
             job = slurm_job_id()
-            result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+            result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, check=False)
             requeued = result.returncode == 0
             if requeued:
                 log.info("SLURM requeue signal: saved %s at global step %d and requeued job %s; it resumes from "
