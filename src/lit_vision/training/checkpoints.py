@@ -219,6 +219,10 @@ class FiniteModelCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero and os.path.exists(partial):
             os.replace(partial, filepath)
         self._last_checkpoint_saved = filepath
+        # the log rows written so far go to disk with the checkpoint: a kill after it (SIGKILL, preemption) then
+        # loses only rows the resumed run writes again (e.g. the learning rate logged when the epoch started)
+        for logger in trainer.loggers:
+            logger.save()
 
 
 class LastCheckpoint(FiniteModelCheckpoint):
