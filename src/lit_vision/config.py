@@ -49,6 +49,7 @@ def validate_config(cfg: DictConfig) -> None:
                        ("steps_per_execution", positive_int)):
         _check(cfg, key, check)
     _check_steps_per_execution(cfg)
+    _check_optional_packages(cfg)
     goal = OmegaConf.select(cfg, "report.operating_point", default=None)
     if goal:
         from lit_vision.operating_point import parse_goal
@@ -87,6 +88,16 @@ def _check_steps_per_execution(cfg: DictConfig) -> None:
         raise ConfigError(f"callbacks.last_checkpoint.every_n_train_steps={every} is not a multiple of "
                           f"steps_per_execution={steps}: checkpoints are only written between groups of steps; "
                           f"use a multiple of {steps}")
+
+
+def _check_optional_packages(cfg: DictConfig) -> None:
+    """Config choices that need an optional extra: say which before any data is read."""
+    if not OmegaConf.select(cfg, "logger", default=None):
+        return  # commands without loggers do not import Lightning for this
+    from lit_vision.tracking import mlflow_entries, require_mlflow
+
+    if mlflow_entries(cfg):
+        require_mlflow()
 
 
 def _cuda() -> bool:

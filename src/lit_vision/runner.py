@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, TypeVar
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lit_vision.config import CONF_DIR, validate_config
@@ -51,6 +51,14 @@ def record_failure(job_dir: Path, exc: BaseException) -> float:
     (job_dir / ERROR_FILE).write_text(json.dumps(error, indent=2))
     log.error("job failed (%s: %s); recorded in %s, the sweep goes on", error["type"], exc, job_dir / ERROR_FILE)
     return math.nan
+
+
+def record_tracked_failure(cfg: DictConfig, exc: BaseException) -> None:
+    """``logger=mlflow``: the job's MLflow run is marked FAILED with the error (:mod:`lit_vision.tracking`)."""
+    if OmegaConf.select(cfg, "logger", default=None):
+        from lit_vision.tracking import record_failure as record_in_mlflow
+
+        record_in_mlflow(cfg, exc)
 
 
 def exit_code(exc: BaseException) -> int:
@@ -79,6 +87,7 @@ def execute(run: RunFn, cfg: DictConfig) -> float | None:
         seed(cfg.seed)
         record = run(cfg) or {}
     except Exception as exc:
+        record_tracked_failure(cfg, exc)
         if in_multirun():
             return record_failure(Path(cfg.paths.output_dir), exc)
         if isinstance(exc, LitVisionError):

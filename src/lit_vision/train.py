@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from lit_vision import inference, reporting
+from lit_vision import inference, reporting, tracking
 from lit_vision.operating_point import OPERATING_POINT_FILE, UnreachableGoalError, choose_threshold, metrics_at
 from lit_vision.history import read_history, write_history
 from lit_vision.data.datamodule import VisionDataModule
@@ -99,6 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if cfg.report.operating_point and dm.num_classes == 2 and dm.val_set is not None:
             record["operating_point"] = operating_point_record(str(cfg.report.operating_point), model, dm, out)
         reporting.write_run_report(out, record, model, dm, cfg.report)
+        tracking.log_run_report(fit_trainer, out, record)
         log.info("%s", reporting.timing_line(record))
     return record
 

@@ -17,6 +17,7 @@ from lit_vision.training.distributed import device_overrides
 from lit_vision.training.requeue import DeferredRequeue
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
+from lit_vision.tracking import mlflow_loggers
 from lit_vision.models.registry import canonical_spec, net_class
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     # DeferredRequeue: under SLURM, the requeue checkpoint at a batch boundary (training/requeue.py); else inert
     callbacks = instantiate_group(cfg.get("callbacks")) + weight_averaging(cfg) + [DeferredRequeue()]
     loggers = instantiate_group(cfg.get("logger"))
+    for logger in mlflow_loggers(loggers):
+        logger.attach_config(cfg)  # the resolved config becomes the MLflow run's parameters
     if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
         # LearningRateMonitor writes through a logger and raises on a trainer without one
         log.info("no logger configured: LearningRateMonitor left out (the learning rate is not recorded)")
