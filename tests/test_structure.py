@@ -13,7 +13,8 @@ import lit_vision
 
 PACKAGE_DIR = Path(lit_vision.__file__).resolve().parent
 #: modules run as ``python -m lit_vision.<name>``; everything else is library code
-COMMANDS = {"train", "evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export_backbone"}
+COMMANDS = {"train", "evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export_backbone",
+            "rerun"}
 
 
 def module_name(path: Path) -> str:
