@@ -120,3 +120,14 @@ def test_a_folder_without_hydra_files_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         rerun.main([str(tmp_path)])
     assert exit_info.value.code == 1 and str(tmp_path / ".hydra" / "hydra.yaml") in capsys.readouterr().err
+
+
+def test_overrides_that_no_longer_compose_are_named(tmp_path, capsys, launched):
+    run_dir = fake_run(tmp_path / "run", COMMAND)
+    OmegaConf.save(OmegaConf.create([*COMMAND, "experiment=a_preset_since_removed"]),
+                   run_dir / ".hydra" / "overrides.yaml")
+    with pytest.raises(SystemExit) as exit_info:
+        rerun.main([str(run_dir)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and launched == []
+    assert str(run_dir / ".hydra" / "overrides.yaml") in err and "a_preset_since_removed" in err

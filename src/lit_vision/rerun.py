@@ -82,8 +82,16 @@ def describe(changes: dict[str, tuple[Any, Any]]) -> str:
 
 def check_unchanged(run_dir: Path, command: str, overrides: list[str], allow_changed: bool) -> None:
     """Refuse (or, with ``allow_changed``, warn) when today's config for the saved command is not the saved one."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
-    changes = changed_keys(saved, compose(command, overrides))
+    try:
+        composed = compose(command, overrides)
+    except (HydraException, OmegaConfBaseException) as exc:  # e.g. a preset removed, or made with --config-dir
+        raise ConfigError(f"{run_dir / '.hydra' / 'overrides.yaml'} no longer composes with today's config tree "
+                          f"({exc}); the run cannot be repeated as it was") from exc
+    changes = changed_keys(saved, composed)
     if not changes:
         return
     message = (f"the config of {run_dir} changed since it ran: its command composed today differs from "
