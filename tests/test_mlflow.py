@@ -88,3 +88,18 @@ def test_params_are_flat_with_long_values_truncated():
     assert "data.mapping.classes.T-shirt _top_" in params  # characters MLflow refuses in keys become _
     assert len(params["data.note"]) == MAX_PARAM_VALUE and params["data.note"].endswith(TRUNCATED)
     assert not any(key.startswith("hydra") for key in params)
+
+
+def test_resume_continues_the_same_mlflow_run(make_cfg):
+    pytest.importorskip("mlflow", reason="logger=mlflow needs the mlflow extra (pip install '.[mlflow]')")
+    from lit_vision.train import run
+
+    base = ["logger=mlflow", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", *QUIET]
+    first = make_cfg(*base, "trainer.max_epochs=1")
+    run(first)
+    out = Path(first.paths.output_dir)
+    client, run_id = mlflow_client(out)
+    run(make_cfg(*base, "trainer.max_epochs=2", f"resume={out}"))
+    assert mlflow_client(out)[1] == run_id  # mlflow.json still names the first run
+    assert len(client.get_metric_history(run_id, "train/loss")) == 2  # epoch 0 from the first fit, 1 from the resume
+    assert client.get_run(run_id).data.params["trainer.max_epochs"] == "1"  # MLflow keeps a parameter's first value
