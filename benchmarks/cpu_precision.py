@@ -16,11 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import throughput
 import torch
 from rich.console import Console
 from rich.table import Table
-
-import throughput
 from throughput import PRESETS, PlainLoop, cpu_model
 
 MODES = ("fp32 exact", "fp32 high", "bf16 autocast")
@@ -62,7 +61,7 @@ def main() -> None:
                         f"({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads")
     for col in ("preset", "layout", *MODES):
         table.add_column(col, justify="left" if col in ("preset", "layout") else "right")
-    for (preset, variant, mode), _ in list(results.items())[::len(MODES)]:
+    for (preset, variant, _mode), _ in list(results.items())[::len(MODES)]:
         table.add_row(preset, variant, *(f"{statistics.median(results[(preset, variant, m)]):,.0f}" for m in MODES))
     Console(width=140).print(table)
 

@@ -47,9 +47,9 @@ def main() -> None:
         images = np.random.default_rng(0).integers(0, 256, (batch, int(spec["channels"]), *spec["image_size"]),
                                                    dtype=np.uint8)
         tensor = torch.from_numpy(images)
-        onnx_rate = rate(lambda: session.run(None, {"images": images}), batch, args.seconds)
+        onnx_rate = rate(lambda images=images: session.run(None, {"images": images}), batch, args.seconds)
         with torch.inference_mode():
-            torch_rate = rate(lambda: graph(tensor), batch, args.seconds)
+            torch_rate = rate(lambda tensor=tensor: graph(tensor), batch, args.seconds)
         table.add_row(str(batch), f"{onnx_rate:,.0f}", f"{torch_rate:,.0f}", f"{onnx_rate / torch_rate:.2f}")
     Console(width=120).print(table)
 

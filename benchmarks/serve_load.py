@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> dict:
         proc.wait(10)
     good = [r for r in results if not r[0]]
     latencies = sorted(r[3] for r in good)
-    pct = lambda q: 1e3 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    def pct(q):
+        return 1e3 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
     summary = {"clients": args.clients, "seconds": round(wall, 1), "requests": len(results),
                "requests_per_s": len(results) / wall, "images_per_s": sum(r[2] for r in good) / wall,
                "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),

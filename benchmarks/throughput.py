@@ -29,8 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -46,8 +47,8 @@ from rich.table import Table
 from lit_vision.config import CONF_DIR
 from lit_vision.runner import execute
 from lit_vision.train import run as train_run
-from lit_vision.training.builders import build_classifier, build_datamodule
 from lit_vision.training import hardware
+from lit_vision.training.builders import build_classifier, build_datamodule
 from lit_vision.training.classifier import OPTIMIZERS
 
 HERE = Path(__file__).resolve().parent
@@ -117,7 +118,8 @@ def lit_vision_rate(preset: str, args: argparse.Namespace, work: Path, bare: boo
     cfg = preset_config(preset, args.data_root, [*overrides,
         f"accelerator={args.device}", "trainer.max_epochs=1", f"trainer.limit_train_batches={warmup + steps}",
         "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", "validate_best=false",
-        "report.plots=false", f"paths.cache_dir={args.cache_dir}", "+callbacks.bench_timer._target_=throughput.StepTimer",
+        "report.plots=false", f"paths.cache_dir={args.cache_dir}",
+        "+callbacks.bench_timer._target_=throughput.StepTimer",
         f"+callbacks.bench_timer.warmup={warmup}", f"+callbacks.bench_timer.steps={steps}",
         f"+callbacks.bench_timer.out={out}"], run_dir)
     before = out.read_text().count("\n") if out.exists() else 0
@@ -298,8 +300,8 @@ def measure(args: argparse.Namespace, work: Path, peaks: dict[str, float]) -> li
         row["ratio_keras"] = row["lit_vision"] / row["keras"] if row["keras"] else None
         row["gflops_lit_vision"] = row["lit_vision"] * flops[preset] / 1e9
         row["gemm_peak_gflops"] = peaks["bf16" if row["precision"].startswith("bf16") else "fp32"]
-        row["repeats"] = {"lit_vision": lit[preset], "lit_vision_bare": bare[preset], "plain": plain[preset][best_variant],
-                          "keras": keras[preset]}
+        row["repeats"] = {"lit_vision": lit[preset], "lit_vision_bare": bare[preset],
+                          "plain": plain[preset][best_variant], "keras": keras[preset]}
         rows.append(row)
     return rows
 

@@ -8,14 +8,19 @@ import time
 
 import pytest
 import torch
+from conftest import FAST
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from conftest import FAST
-from lit_vision.data import augment
-from lit_vision.data import datamodule
-from lit_vision.data.augment import (TRIVIAL_AUGMENT_OPS, AugmentConfig, apply_trivial_ops, augment_batch,
-                                     batch_random_erasing, trivial_augment)
+from lit_vision.data import augment, datamodule
+from lit_vision.data.augment import (
+    TRIVIAL_AUGMENT_OPS,
+    AugmentConfig,
+    apply_trivial_ops,
+    augment_batch,
+    batch_random_erasing,
+    trivial_augment,
+)
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
 from lit_vision.train import run

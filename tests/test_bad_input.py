@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import FAST
-from lit_vision.training.checkpoints import CheckpointError, load_classifier, read_checkpoint
-from lit_vision.training.classifier import ImageClassifier, NonFiniteLossError
+from PIL import Image
+from synthetic import write_image_folder
+
 from lit_vision.config import validate_config
 from lit_vision.data.image_folder import load_image_folders
-from lit_vision.imaging import MAX_IMAGE_PIXELS
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
+from lit_vision.imaging import MAX_IMAGE_PIXELS
 from lit_vision.train import run
-from synthetic import write_image_folder
+from lit_vision.training.checkpoints import CheckpointError, load_classifier, read_checkpoint
+from lit_vision.training.classifier import ImageClassifier, NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["~callbacks.progress_bar", "~callbacks.model_summary"]

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import compose_config, pets_overrides
 
-from conftest import pets_overrides, compose_config
 from lit_vision.baseline import make_pipeline, run
 from lit_vision.errors import ConfigError
 

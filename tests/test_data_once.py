@@ -157,9 +157,12 @@ def test_eval_batch_size_default_is_stated_only_in_the_config(make_cfg):
 @pytest.mark.parametrize("kwargs,message", [
     ({"batch_size": 0}, "data.batch_size=0 must be an integer >= 1; set it with data.batch_size=<value>"),
     ({"batch_size": 2.5}, "data.batch_size=2.5 must be an integer >= 1; set it with data.batch_size=<value>"),
-    ({"eval_batch_size": 0}, "data.eval_batch_size=0 must be an integer >= 1; set it with data.eval_batch_size=<value>"),
-    ({"val_fraction": 1.0}, "data.val_fraction=1.0 must be a number strictly between 0 and 1 (e.g. data.val_fraction=0.1)"),
-    ({"val_fraction": "0.2"}, "data.val_fraction='0.2' must be a number strictly between 0 and 1 (e.g. data.val_fraction=0.1)"),
+    ({"eval_batch_size": 0},
+     "data.eval_batch_size=0 must be an integer >= 1; set it with data.eval_batch_size=<value>"),
+    ({"val_fraction": 1.0},
+     "data.val_fraction=1.0 must be a number strictly between 0 and 1 (e.g. data.val_fraction=0.1)"),
+    ({"val_fraction": "0.2"},
+     "data.val_fraction='0.2' must be a number strictly between 0 and 1 (e.g. data.val_fraction=0.1)"),
 ])
 def test_the_module_checks_its_values_before_reading_any_data(digits_loads, kwargs, message):
     dm = VisionDataModule("digits", channels=1, **{"eval_batch_size": 64, **kwargs})

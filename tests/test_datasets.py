@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_sources import FER_CLASSES, write_class_images, write_fer_folders, write_torchvision_idx
 
-from lit_vision.training.builders import build_datamodule
 from lit_vision.data.sources import load_source
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
-from synthetic_sources import FER_CLASSES, write_class_images, write_fer_folders, write_torchvision_idx
+from lit_vision.training.builders import build_datamodule
 
 TV_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
@@ -252,5 +252,5 @@ def test_real_image_folders_read_a_few_batches(make_cfg, shared_datasets, folder
                                    "data.channels=3", "data.batch_size=128"))
     dm.setup("fit")
     assert dm.num_classes == classes
-    for i, (x, y) in zip(range(3), dm.train_dataloader()):
+    for _, (x, y) in zip(range(3), dm.train_dataloader()):
         assert x.shape[0] == 128 and x.shape[1] == 3 and int(y.max()) < classes

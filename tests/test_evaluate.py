@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import compose_config
+
 from lit_vision.errors import ConfigError
 from lit_vision.evaluate import run as evaluate
 from lit_vision.train import run as train
@@ -25,8 +25,9 @@ def test_evaluate_matches_the_training_run(make_cfg, tmp_path, cifar_folders):
     assert json.loads(Path(tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == again["test/acc"]
     assert again["tta"] == {"hflip": False, "translate": 0}  # the checkpoint's own (none)
 
-    with_tta = evaluate(compose_config([f"ckpt_path={record['best_checkpoint']}", "accelerator=cpu", "report.plots=false",
-                                        "tta={hflip: true, translate: 1}"], tmp_path / "eval_tta", "evaluate"))
+    with_tta = evaluate(compose_config([f"ckpt_path={record['best_checkpoint']}", "accelerator=cpu",
+                                        "report.plots=false", "tta={hflip: true, translate: 1}"],
+                                       tmp_path / "eval_tta", "evaluate"))
     assert with_tta["tta"] == {"hflip": True, "translate": 1}
     assert with_tta["test/loss"] != pytest.approx(record["test/loss"], abs=1e-6)  # other logits: the views reached it
     with pytest.raises(ConfigError, match="model.tta.translate"):

@@ -122,7 +122,8 @@ def test_a_position_from_another_batch_size_is_refused() -> None:
 
 
 def history_without_times(run_dir: Path) -> list[dict[str, float]]:
-    return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in read_history(run_dir / "history.csv")]
+    return [{k: v for k, v in row.items() if not k.startswith("time/")}
+            for row in read_history(run_dir / "history.csv")]
 
 
 @pytest.mark.parametrize("on_device", ["false", "true"])  # a DataLoader, or batches sliced on the device

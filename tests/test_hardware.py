@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import FAST
+
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.data.device_batches import DeviceBatches
 from lit_vision.errors import ConfigError

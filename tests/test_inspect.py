@@ -9,12 +9,12 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO_ROOT as PROJECT_ROOT
+from PIL import Image
+from synthetic_sources import write_torchvision_idx
+
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.inspect import class_means, inspect, pixel_stats
-from synthetic_sources import write_torchvision_idx
 
 PNGS = ("samples.png", "class_counts.png", "mean_images.png")
 

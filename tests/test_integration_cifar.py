@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT as PROJECT_ROOT
 from omegaconf import open_dict
 
-from conftest import REPO_ROOT as PROJECT_ROOT
 from lit_vision.train import run
 
 pytestmark = pytest.mark.slow

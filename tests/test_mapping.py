@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic_sources import FER_CLASSES
 
-from lit_vision.training.builders import build_classifier, build_datamodule
 from lit_vision.data.arrays import ImageArrays
-from lit_vision.data.mapping import (LabelMapping, apply_mapping, class_weights, one_vs_rest, select_classes,
-                                     undersample)
+from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights, one_vs_rest, select_classes, undersample
 from lit_vision.data.split import stratified_split
 from lit_vision.errors import ConfigError
-from synthetic_sources import FER_CLASSES
+from lit_vision.training.builders import build_classifier, build_datamodule
 
 NAMES = ["cat", "dog", "horse"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lit_vision.models import create_net
-from lit_vision.models.layers import Dropout
 from omegaconf import OmegaConf
 
+from lit_vision.models import create_net
+from lit_vision.models.layers import Dropout
 from lit_vision.training.classifier import num_outputs_for
 
 

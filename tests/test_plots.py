@@ -11,8 +11,8 @@ import torch
 from sklearn.metrics import classification_report as sk_report
 
 from lit_vision import plots
-from lit_vision.reporting import classification_report
 from lit_vision.history import write_history
+from lit_vision.reporting import classification_report
 from lit_vision.train import run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

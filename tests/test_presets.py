@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST, accuracy_from_predictions
+
 from lit_vision.config import CONF_DIR
 from lit_vision.train import run
 
@@ -72,7 +72,8 @@ def test_early_stopping_is_off_by_absence_not_by_patience(make_cfg, experiment):
 
 
 SEARCHES = [("fashion_optuna", "fashion_cnn_final")] + [  # cnn_optuna: "for any ConvNet preset"
-    ("cnn_optuna", e) for e in EXPERIMENTS if not e.startswith(("fashion_dense", "mnist_dense", "fer_vgg", "fer_backbone"))]
+    ("cnn_optuna", e) for e in EXPERIMENTS
+    if not e.startswith(("fashion_dense", "mnist_dense", "fer_vgg", "fer_backbone"))]
 
 
 @pytest.mark.parametrize("search,experiment", SEARCHES)

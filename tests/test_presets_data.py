@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch.nn as nn
-from lit_vision.models import create_net
+from conftest import FAST
 from omegaconf import OmegaConf
 
-from conftest import FAST
-from lit_vision.training.classifier import num_outputs_for
+from lit_vision.models import create_net
 from lit_vision.train import run
+from lit_vision.training.classifier import num_outputs_for
 
 # preset → (in_chans, image size, classes, trainable parameters)
 PARAMS = {

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import FAST
+
 from lit_vision.errors import ConfigError
 from lit_vision.models.convnet import build_features
 from lit_vision.models.whitening import PatchWhitening
@@ -153,7 +153,8 @@ def test_the_whitening_stem_decorrelates_patches() -> None:
     stem.fit(x)
     out = stem(x)[:, :12].permute(0, 2, 3, 1).reshape(-1, 12).double()
     covariance = out.T @ out / len(out)
-    assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=5e-3)  # ~unit variance (eps), decorrelated
+    # ~unit variance (eps), decorrelated
+    assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=5e-3)
     assert torch.equal(stem.weight[12:], -stem.weight[:12]) and bool(stem.fitted)
     assert not stem.weight.requires_grad and stem.bias.requires_grad  # frozen filters, a trained bias
 

@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from lit_vision.errors import ConfigError
-from lit_vision.models import ConvNet, MLP, TimmNet, create_net, list_models, net_class
+from lit_vision.models import MLP, ConvNet, TimmNet, create_net, list_models, net_class
 from lit_vision.models.registry import canonical_spec, register_model
 from lit_vision.training.checkpoints import load_classifier, read_checkpoint
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FAST
-from lit_vision.training.checkpoints import CheckpointError, resolve_ckpt_path
+
 from lit_vision.train import run
+from lit_vision.training.checkpoints import CheckpointError, resolve_ckpt_path
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["~callbacks.progress_bar", "~callbacks.model_summary"]
@@ -46,7 +46,8 @@ def test_sigkill_mid_training_then_resume_with_one_override(tmp_path: Path) -> N
     run_dir = tmp_path / "run"
     cache = f"paths.cache_dir={tmp_path / 'cache'}"
     # a step-level last.ckpt every 5 steps, so the kill lands mid-epoch (the first save is at step 5 of epoch 0)
-    proc = subprocess.Popen(train_cmd(f"hydra.run.dir={run_dir}", cache, "callbacks.last_checkpoint.every_n_train_steps=5"),
+    proc = subprocess.Popen(train_cmd(f"hydra.run.dir={run_dir}", cache,
+                                      "callbacks.last_checkpoint.every_n_train_steps=5"),
                             cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
     try:
@@ -169,4 +170,5 @@ def test_a_resumed_run_appends_to_metrics_csv_instead_of_replacing_it(tmp_path: 
     fresh = RunDirCSVLogger(save_dir=str(tmp_path), name="", version="")  # not resuming: replaced, as before
     fresh.log_metrics({"epoch": 0, "val/acc": 0.9}, step=4)
     fresh.save()
-    assert [(r["epoch"], r["val/acc"]) for r in write_history(tmp_path / "metrics.csv", tmp_path / "h2.csv")] == [(0, 0.9)]
+    assert [(r["epoch"], r["val/acc"])
+            for r in write_history(tmp_path / "metrics.csv", tmp_path / "h2.csv")] == [(0, 0.9)]

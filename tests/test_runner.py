@@ -6,14 +6,14 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from lit_vision import baseline, evaluate, inspect, train, xgb
 from lit_vision.errors import ConfigError, DataNotFoundError
-from lit_vision.runner import EXIT_CONFIG, EXIT_OTHER, exit_code, execute
+from lit_vision.runner import EXIT_CONFIG, EXIT_OTHER, execute, exit_code
 
 COMMANDS = {"train": train.main, "evaluate": evaluate.main, "xgb": xgb.main, "baseline": baseline.main,
             "inspect": inspect.main}

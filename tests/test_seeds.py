@@ -84,7 +84,8 @@ def test_never_reached_is_not_averaged_away():
 
 def test_timing_cells():
     record = {"epochs_trained": 7, "train_seconds": 90.0,
-              "time_to_val_acc": {"0.8": {"epoch": 2, "seconds": 30.0}, "0.9": None, "0.95": {"epoch": 6, "seconds": None}}}
+              "time_to_val_acc": {"0.8": {"epoch": 2, "seconds": 30.0}, "0.9": None,
+                                  "0.95": {"epoch": 6, "seconds": None}}}
     assert timing_cells(record) == {"epochs": 7, "train min": 1.5, "min to val/acc 0.8": 0.5,
                                     "min to val/acc 0.9": NEVER, "min to val/acc 0.95": None}
     assert timing_cells({"test/acc": 0.9, "time_to_val_acc": None}) == {}  # unknown is not "never"

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from omegaconf import OmegaConf
-
 from conftest import compose_config
+from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["~callbacks.progress_bar", "~callbacks.model_summary"]
@@ -30,7 +29,8 @@ def sbatch_text(launcher_cfg, folder: Path, monkeypatch: pytest.MonkeyPatch) -> 
     params = OmegaConf.to_container(launcher_cfg, resolve=True)
     params.pop("_target_")
     params.pop("submitit_folder")
-    executor = submitit.AutoExecutor(cluster="slurm", folder=folder, slurm_max_num_timeout=params.pop("max_num_timeout"))
+    executor = submitit.AutoExecutor(cluster="slurm", folder=folder,
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
     base = set(OmegaConf.structured(BaseQueueConf).keys())
     executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
     executor = executor._executor

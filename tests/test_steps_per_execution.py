@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import FAST, compose_config
+
 from lit_vision.config import validate_config
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.data.device_batches import DeviceBatches

@@ -93,7 +93,8 @@ def test_seed_sweep_groups_jobs_and_leaves_failed_ones_out(tmp_path):
     assert groups[0]["not finished"] == "job 2 (seed 3: failed)"  # ... but listed
     assert float(groups[0]["val/acc mean"]) == pytest.approx(0.85)
     assert float(groups[0]["val/acc std"]) == pytest.approx(0.0707106781)  # sample std of 0.8, 0.9
-    assert float(groups[1]["val/acc mean"]) == pytest.approx(0.65) and float(groups[1]["val/acc std"]) == pytest.approx(0.05)
+    assert (float(groups[1]["val/acc mean"]) == pytest.approx(0.65)
+            and float(groups[1]["val/acc std"]) == pytest.approx(0.05))
     assert groups[1]["min to val/acc 0.8 n"] == "0" and float(groups[1]["train min mean"]) == 2.0
     md = (sweep / "summary.md").read_text()
     assert "| train model.optimizer.lr=0.01 | 2 | 1, 2 | job 2 (seed 3: failed) | 0.8500 ± 0.0707 |" in md

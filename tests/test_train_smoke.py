@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST
+
 from lit_vision.train import run
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FAST
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary
 from lightning.pytorch.strategies import DDPStrategy
 
-from conftest import FAST
 from lit_vision.train import run
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer, instantiate_group
 from lit_vision.training.callbacks import NetSummary, RunDirCSVLogger, quiet_known_noise, summary_rows
@@ -144,7 +144,7 @@ def test_csv_logger_still_warns_before_replacing_a_metrics_csv(make_cfg) -> None
     (out / "metrics.csv").write_text("epoch,step\n0,1\n")
     [logger] = instantiate_group(cfg.logger)
     with pytest.warns(UserWarning, match="exists and is not empty"):
-        logger.experiment
+        _ = logger.experiment
     assert not (out / "metrics.csv").exists()  # what the warning announces (Lightning's behaviour, unchanged)
 
 

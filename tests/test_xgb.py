@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import compose_config
-from lit_vision.training.checkpoints import load_classifier
-from lit_vision.errors import ConfigError
+
 from lit_vision.boosting import MODEL_FILE, load_booster, resolve_device
+from lit_vision.errors import ConfigError
+from lit_vision.training.checkpoints import load_classifier
 from lit_vision.xgb import run
 
 

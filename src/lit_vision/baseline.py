@@ -13,8 +13,9 @@ train, and classified; val and test are scored with the same metrics and report 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf

@@ -7,8 +7,9 @@ names the source checkpoint and the class names, so :mod:`lit_vision.inference` 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -4,7 +4,8 @@ that are also used without Hydra (data module, classifier). Each raises :class:`
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -7,17 +7,22 @@ any directory. Validation runs before any data is loaded, so a typo costs a seco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.checks import (
-    fraction, fraction_list, non_negative_number, positive_int, positive_int_or_auto, positive_number,
+    fraction,
+    fraction_list,
+    non_negative_number,
+    positive_int,
+    positive_int_or_auto,
+    positive_number,
 )
 from lit_vision.errors import ConfigError
-
 from lit_vision.runs import project_root
 
 CONF_DIR = Path(str(files("lit_vision") / "conf"))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import glob
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,8 +18,8 @@ import torch
 from lit_vision import boosting
 from lit_vision.data.image_folder import decode_image, is_image_file
 from lit_vision.ensembles import majority_vote, mean_probability
-from lit_vision.operating_point import OPERATING_POINT_FILE, decide
 from lit_vision.errors import LitVisionError
+from lit_vision.operating_point import OPERATING_POINT_FILE, decide
 from lit_vision.runs import run_dir_of_checkpoint, run_name
 from lit_vision.training.checkpoints import load_classifier
 

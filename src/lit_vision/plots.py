@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -22,8 +23,13 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torchmetrics.functional.classification import (  # noqa: E402
-    binary_auroc, binary_average_precision, binary_precision_recall_curve, binary_roc, multiclass_auroc,
-    multiclass_confusion_matrix, multiclass_roc,
+    binary_auroc,
+    binary_average_precision,
+    binary_precision_recall_curve,
+    binary_roc,
+    multiclass_auroc,
+    multiclass_confusion_matrix,
+    multiclass_roc,
 )
 
 from lit_vision.history import read_history  # noqa: E402

@@ -16,15 +16,19 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 from torchmetrics.functional.classification import (
-    multiclass_accuracy, multiclass_f1_score, multiclass_precision, multiclass_recall,
+    multiclass_accuracy,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
 )
 
 from lit_vision.checks import fraction_list

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from lit_vision.runner import exit_on_user_error
 from lit_vision.sweep_summary import write_summary

@@ -19,15 +19,15 @@ import torch
 from omegaconf import DictConfig
 
 from lit_vision import inference, reporting, tracking
-from lit_vision.operating_point import OPERATING_POINT_FILE, UnreachableGoalError, choose_threshold, metrics_at
-from lit_vision.history import read_history, write_history
 from lit_vision.data.datamodule import VisionDataModule
+from lit_vision.history import read_history, write_history
+from lit_vision.operating_point import OPERATING_POINT_FILE, UnreachableGoalError, choose_threshold, metrics_at
 from lit_vision.runner import hydra_command
+from lit_vision.training import hardware
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
 from lit_vision.training.callbacks import EpochTimer, RunDirCSVLogger
 from lit_vision.training.checkpoints import check_resume_checkpoint, resolve_ckpt_path, resume_run_dir
 from lit_vision.training.classifier import ImageClassifier
-from lit_vision.training import hardware
 from lit_vision.training.distributed import check_launch, evaluation_trainer, on_cpu, quiet_non_zero_ranks
 
 log = logging.getLogger("lit_vision")

@@ -31,7 +31,8 @@ from lit_vision.training.checkpoints import load_classifier
 log = logging.getLogger("lit_vision.xgb")
 
 
-def embed_splits(model: Any, dm: Any, batch_size: int, device: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def embed_splits(model: Any, dm: Any, batch_size: int,
+                 device: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``{split: (embeddings, the source net's own probabilities, labels)}`` for train, val and test."""
     splits = {"train": dm.train_set, "val": dm.val_set, "test": dm.test_set}
     out = {}

@@ -36,13 +36,13 @@ class ImageArrays:
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[2]), int(self.images.shape[3])
 
-    def subset(self, index: np.ndarray) -> "ImageArrays":
+    def subset(self, index: np.ndarray) -> ImageArrays:
         """Rows ``index`` (sorted, so a memmap is read front to back)."""
         index = np.sort(np.asarray(index, dtype=np.int64))
         sources = [self.sources[i] for i in index] if self.sources else []
         return ImageArrays(self.images[index], self.labels[index], list(self.class_names), sources)
 
-    def with_labels(self, labels: np.ndarray, class_names: list[str]) -> "ImageArrays":
+    def with_labels(self, labels: np.ndarray, class_names: list[str]) -> ImageArrays:
         return ImageArrays(self.images, labels.astype(np.int64), list(class_names), self.sources)
 
     def class_counts(self) -> dict[str, int]:

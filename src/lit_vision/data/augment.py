@@ -7,8 +7,9 @@ parameters (masks, factors, affine matrices), so the cost does not grow with Pyt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F

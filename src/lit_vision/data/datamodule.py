@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -14,9 +15,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_vision.checks import fraction, positive_int
 from lit_vision.data.arrays import ImageArrays, SourceSplits
+from lit_vision.data.augment import AugmentConfig, augment_batch, trivial_augment
 from lit_vision.data.device_batches import DeviceBatches, fits_on
 from lit_vision.data.epoch_order import EpochOrder, ResumableDataLoader
-from lit_vision.data.augment import AugmentConfig, augment_batch, trivial_augment
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights
 from lit_vision.data.sources import check_channels, get_loader, load_source, loader_parameters, parse_image_size
 from lit_vision.data.split import stratified_split

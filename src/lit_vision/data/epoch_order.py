@@ -11,7 +11,8 @@ of the same epoch — no image twice, none skipped — instead of restarting the
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler

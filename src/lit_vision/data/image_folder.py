@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 
-from lit_vision.data.arrays import ImageArrays
 from lit_vision import imaging
-from lit_vision.imaging import RESAMPLE, decode_image
+from lit_vision.data.arrays import ImageArrays
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
+from lit_vision.imaging import RESAMPLE, decode_image
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ Pure functions on label arrays so they are easy to test and to reuse with any so
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 

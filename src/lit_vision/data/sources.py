@@ -14,16 +14,23 @@ from __future__ import annotations
 
 import inspect
 import pickle
+from collections.abc import Callable, Sequence
 from collections.abc import Sequence as SequenceABC
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from lit_vision.data.arrays import ImageArrays, SourceSplits
 from lit_vision.data.cache import cached
-from lit_vision.data.image_folder import (decode_files, fingerprint, list_class_folders, list_files, load_image_folders,
-                                          resize_images)
+from lit_vision.data.image_folder import (
+    decode_files,
+    fingerprint,
+    list_class_folders,
+    list_files,
+    load_image_folders,
+    resize_images,
+)
 from lit_vision.errors import ConfigError, DataNotFoundError
 
 SourceLoader = Callable[..., SourceSplits]
@@ -195,8 +202,8 @@ def _cached_folder(root: Path, channels: int, size: tuple[int, int] | None, cach
     extra = sorted(set(found) - set(names))
     if extra:  # never drop a folder of images silently
         raise DataNotFoundError(f"{root} has class folders {extra} that the other folders (or "
-                                f"source_args.class_names) do not have; every folder must share the classes {names} (to train on a subset, keep "
-                                "the folders and set data.mapping.classes)")
+                                f"source_args.class_names) do not have; every folder must share the classes {names} "
+                                "(to train on a subset, keep the folders and set data.mapping.classes)")
     paths, labels = list_files(root, names)
     key = {"kind": "folder", "root": str(root.resolve()), "channels": channels, "size": size,
            "classes": names, "files": fingerprint(paths), "skip_corrupt": skip_corrupt}

@@ -14,7 +14,8 @@ then flatten and a dense head: ``head: {hidden: [256], dropout: 0.5, input_dropo
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
-from lit_vision.models.registry import register_model
 from lit_vision.models.layers import dense_stack, init_weights
+from lit_vision.models.registry import register_model
 
 
 @register_model("mlp")

@@ -8,7 +8,8 @@ so moving or renaming a class does not orphan a saved checkpoint. Every net take
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import torch.nn as nn
 

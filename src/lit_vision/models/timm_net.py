@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from lit_vision.errors import ConfigError, LitVisionError
-from lit_vision.models.registry import register_model
 from lit_vision.models.layers import dense_stack
+from lit_vision.models.registry import register_model
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class TimmNet(nn.Module):
             for n, p in self.backbone.named_parameters():
                 p.requires_grad_(n in names)
 
-    def train(self, mode: bool = True) -> "TimmNet":
+    def train(self, mode: bool = True) -> TimmNet:
         super().train(mode)
         if self.frozen:
             self.backbone.eval()  # frozen: BatchNorm keeps its statistics, dropout stays off

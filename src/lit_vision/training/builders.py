@@ -7,18 +7,17 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
-
+from lit_vision.data.datamodule import VisionDataModule
+from lit_vision.errors import ConfigError
+from lit_vision.models.registry import canonical_spec, net_class
+from lit_vision.tracking import mlflow_loggers
 from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
 from lit_vision.training.distributed import device_overrides
 from lit_vision.training.requeue import DeferredRequeue
-from lit_vision.data.datamodule import VisionDataModule
-from lit_vision.errors import ConfigError
-from lit_vision.tracking import mlflow_loggers
-from lit_vision.models.registry import canonical_spec, net_class
 
 log = logging.getLogger(__name__)
 

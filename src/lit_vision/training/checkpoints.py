@@ -16,8 +16,9 @@ import logging
 import math
 import os
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -94,7 +95,7 @@ def check_compatible(path: str | Path, ckpt: Mapping[str, Any], model: torch.nn.
                               "Use the same model=/data= options as the run that wrote it, or another checkpoint.")
 
 
-def load_classifier(path: str | Path, map_location: str | torch.device = "cpu", eval: bool = True) -> "ImageClassifier":
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu", eval: bool = True) -> ImageClassifier:
     """Rebuild the :class:`ImageClassifier` saved in a lit_vision checkpoint (weights_only, no pickled code).
 
     The model keeps its input spec (channels, size, mean/std), so ``model(x)`` accepts raw uint8 ``(N, C, H, W)``
@@ -208,7 +209,7 @@ class FiniteModelCheckpoint(ModelCheckpoint):
     :class:`~lit_vision.training.classifier.NonFiniteLossError` naming the step.
     """
 
-    def _save_checkpoint(self, trainer: "L.Trainer", filepath: str) -> None:
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         if not weights_are_finite(trainer.lightning_module):
             log.warning("not saving %s: the weights contain NaN/inf at global step %d (the previous checkpoint is "
                         "kept)", filepath, trainer.global_step)
@@ -243,7 +244,7 @@ class LastCheckpoint(FiniteModelCheckpoint):
     def state_key(self) -> str:
         return self._generate_state_key(monitor=None, filename=self.filename)
 
-    def on_train_batch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any,
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if (self.every_steps and trainer.global_step % self.every_steps == 0
@@ -251,5 +252,5 @@ class LastCheckpoint(FiniteModelCheckpoint):
             self._save_checkpoint(trainer, self.format_checkpoint_name({}))
 
 
-__all__ = ["CheckpointError", "FiniteModelCheckpoint", "LastCheckpoint", "load_classifier", "read_checkpoint", "resolve_ckpt_path",
-           "resume_run_dir", "check_compatible"]
+__all__ = ["CheckpointError", "FiniteModelCheckpoint", "LastCheckpoint", "load_classifier", "read_checkpoint",
+           "resolve_ckpt_path", "resume_run_dir", "check_compatible"]

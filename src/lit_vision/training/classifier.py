@@ -8,7 +8,8 @@ so evaluation and prediction preprocess exactly as training did.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
 import torch
@@ -39,7 +40,8 @@ def num_outputs_for(num_classes: int, loss: str) -> int:
 
 class ImageClassifier(L.LightningModule):
     """Every argument comes from the model config (``conf/model_defaults.yaml`` states the defaults, once) and
-    the data (``class_names``, ``input_spec``, ``class_weights``); see :func:`~lit_vision.training.builders.build_classifier`."""
+    the data (``class_names``, ``input_spec``, ``class_weights``); see
+    :func:`~lit_vision.training.builders.build_classifier`."""
 
     def __init__(self, *, net: Mapping[str, Any], class_names: list[str], input_spec: Mapping[str, Any],
                  loss: str, optimizer: Mapping[str, Any], scheduler: Mapping[str, Any], label_smoothing: float,

@@ -7,7 +7,8 @@ Library implementations where they exist: torchvision.transforms.v2 ``MixUp``/``
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
