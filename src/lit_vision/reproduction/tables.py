@@ -1,0 +1,250 @@
+"""The reproduce tables, computed from the run dirs in ``<out>`` and the references in ``conf/reproduce.yaml``.
+
+Every row of the config gets its lines, run or not; the numbers come from each run's ``metrics.json`` (metrics,
+epochs, training seconds) and ``reproduce.json`` (machine, CPU seconds of every attempt) — none is typed by hand.
+``lit_vision`` cells are mean ± sample std over the finished seeds, with n; the check mark says whether that mean
+is at or above the higher of the notebook's figure and the Keras rerun's mean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lit_vision.errors import ConfigError
+from lit_vision.reproduction import machine
+from lit_vision.reproduction.launch import LOG, METRICS, read_manifest
+from lit_vision.reproduction.plan import Row
+from lit_vision.runs import project_root
+from lit_vision.seeds import mean_std, mean_std_text, numbers, stat_cell
+
+SEED_DIR = re.compile(r"seed(-?\d+)$")
+DASH = "–"
+QUICK_WARNING = ("> **budget=quick: a smoke test of the machinery (one epoch of a few batches), not results.** "
+                 "Never quote these numbers; the real tables come from `python -m lit_vision.reproduce` "
+                 "(budget=full).")
+HEADER = ["row", "notebook row", "metric", "notebook", "Keras rerun (n)", "lit_vision (n)", "≥ both", "epochs",
+          "train min", "machine", "CPU h"]
+
+
+@dataclass
+class RowRuns:
+    """What the run dirs of one row hold: finished records by seed, the others, and the CPU time of all attempts."""
+
+    row: Row
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    unfinished: list[str] = field(default_factory=list)
+    machines: set[str] = field(default_factory=set)
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    budgets: set[str] = field(default_factory=set)
+
+
+# --- reading the runs ------------------------------------------------------------------------------
+def seed_dirs(out: Path, row: str) -> list[tuple[int, Path]]:
+    """``<out>/<row>/seed<s>`` folders, by seed."""
+    found = [(int(m.group(1)), p) for p in (Path(out) / row).glob("seed*") if p.is_dir() and (m := SEED_DIR.search(p.name))]
+    return sorted(found)
+
+
+def last_attempt_text(manifest: Mapping[str, Any] | None, run_dir: Path) -> str:
+    attempts = (manifest or {}).get("attempts") or []
+    if not attempts:
+        return f"never started by reproduce ({run_dir})"
+    code = attempts[-1].get("exit_code")
+    state = "interrupted (no exit code)" if code is None else f"exit {code}"
+    return f"{state} after {len(attempts)} attempt(s), log {run_dir / LOG}"
+
+
+def read_row(row: Row, out: Path) -> RowRuns:
+    runs = RowRuns(row)
+    for seed, run_dir in seed_dirs(out, row.name):
+        manifest = read_manifest(run_dir)
+        attempts = (manifest or {}).get("attempts") or []
+        runs.cpu_seconds += sum(a.get("cpu_seconds") or 0.0 for a in attempts)
+        runs.wall_seconds += sum(a.get("wall_seconds") or 0.0 for a in attempts)
+        if manifest is not None:
+            runs.budgets.add(manifest.get("budget"))
+        if not (run_dir / METRICS).is_file():
+            runs.unfinished.append(f"`{row.name}` seed {seed}: {last_attempt_text(manifest, Path(shown(run_dir)))}")
+            continue
+        runs.records[seed] = json.loads((run_dir / METRICS).read_text())
+        runs.machines |= {machine.label(a["machine"]) for a in attempts if a.get("machine")} or {
+            "unknown (no reproduce.json)"}
+    return runs
+
+
+def lookup(record: Mapping[str, Any], key: str) -> Any:
+    """``record[key]``, or the dotted path ``a.b.c`` into nested records; None when absent."""
+    if key in record:
+        return record[key]
+    value: Any = record
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+# --- cells -----------------------------------------------------------------------------------------
+def figure(value: float) -> str:
+    return format(float(value), "g")
+
+
+def keras_cell(values: Sequence[float] | None) -> str:
+    nums = numbers(values or [])
+    return f"{mean_std_text(*mean_std(nums))} ({len(nums)})" if nums else DASH
+
+
+def lit_cell(values: Sequence[Any], empty: str) -> str:
+    """``mean ± std (n)``; ``empty`` (not run / not finished) without finished runs."""
+    return f"{stat_cell(values)} ({len(values)})" if numbers(values) else (empty if not values else DASH)
+
+
+def beats(values: Sequence[Any], notebook: float | None, keras: Sequence[float] | None) -> str:
+    """✓ when the mean is at or above the higher of the two references, ✗ below; blank without a value or reference."""
+    refs = [float(notebook)] if notebook is not None else []
+    refs += [mean_std(numbers(keras))[0]] if numbers(keras or []) else []
+    nums = numbers(values)
+    if not nums or not refs:
+        return ""
+    return "✓" if mean_std(nums)[0] >= max(refs) else "✗"
+
+
+def epochs_cell(records: Sequence[Mapping[str, Any]]) -> str:
+    epochs = sorted({int(r["epochs_trained"]) for r in records if r.get("epochs_trained") is not None})
+    return DASH if not epochs else str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
+
+
+def minutes_cell(records: Sequence[Mapping[str, Any]]) -> str:
+    nums = numbers([r.get("train_seconds") for r in records])
+    return short(mean_std(nums)[0] / 60) if nums else DASH
+
+
+def short(value: float) -> str:
+    """One decimal from 1 up, two significant digits below (a quick run's 0.0042 h is not 0.00)."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
+def hours(seconds: float) -> str:
+    return short(seconds / 3600) if seconds else DASH
+
+
+# --- tables ----------------------------------------------------------------------------------------
+def metric_lines(runs: RowRuns, spec: Mapping[str, Any]) -> list[list[str]]:
+    """One line per metric of the row; the run-level cells (epochs, minutes, machine, CPU h) on the first only."""
+    row, records = runs.row, list(runs.records.values())
+    ref = spec["references"][row.reference]
+    empty = "not finished" if runs.unfinished else "not run"
+    lines = []
+    for i, name in enumerate(row.metrics):
+        definition = spec["metrics"][name]
+        ref_name = definition.get("reference") or name
+        notebook, keras = ref.get("notebook", {}).get(ref_name), (ref.get("keras") or {}).get(ref_name)
+        values = [lookup(r, definition["key"]) for r in records]
+        run_cells = ([epochs_cell(records), minutes_cell(records), "; ".join(sorted(runs.machines)) or DASH,
+                      hours(runs.cpu_seconds)] if i == 0 else [""] * 4)
+        lines.append([f"`{row.name}`" if i == 0 else "", ref["title"] if i == 0 else "", name,
+                      DASH if notebook is None else figure(notebook), keras_cell(keras), lit_cell(values, empty),
+                      beats(values, notebook, keras), *run_cells])
+    return lines
+
+
+def markdown(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def notes(all_runs: Sequence[RowRuns], spec: Mapping[str, Any]) -> list[str]:
+    """The rows' budget/recipe notes, then the references' notes, each once."""
+    found = [f"- `{r.row.name}`: {r.row.note}" for r in all_runs if r.row.tabled and r.row.note]
+    seen = []
+    for r in all_runs:
+        if r.row.tabled and r.row.reference not in seen and spec["references"][r.row.reference].get("note"):
+            seen.append(r.row.reference)
+    found += [f"- {spec['references'][k]['title']}: {spec['references'][k]['note']}" for k in seen]
+    return found
+
+
+def check_budgets(all_runs: Sequence[RowRuns], budget: str) -> None:
+    other = {b for r in all_runs for b in r.budgets} - {budget}
+    if other:
+        raise ConfigError(f"the run dirs hold runs of budget {sorted(other)}, these tables are for budget={budget}: "
+                          "runs of two budgets are never tabled together; point out= at one budget's folder")
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the project root when it is inside it (tables must not name one machine's folders)."""
+    try:
+        return str(Path(path).resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def intro(budget: str, out: Path) -> str:
+    return (f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m lit_vision.reproduce budget={budget}` from the "
+            f"runs in `{shown(out)}`; references in `conf/reproduce.yaml` (notebook: "
+            "`../shared/docs/seed-reference.md`; Keras rerun on the same data: `../shared/docs/keras-reference.md`). "
+            "lit_vision: mean ± sample std over the finished seeds (n). ≥ both: the mean is at or above the higher of "
+            "the notebook's figure and the Keras rerun's mean. train min: mean training minutes per run. CPU h: "
+            "user + system hours of every attempt of the row.")
+
+
+def results_section(all_runs: Sequence[RowRuns], spec: Mapping[str, Any], budget: str, out: Path) -> str:
+    """The full table with its legend, notes, unfinished runs and totals (markdown)."""
+    check_budgets(all_runs, budget)
+    tabled = [r for r in all_runs if r.row.tabled]
+    finished = sum(len(r.records) for r in all_runs)
+    legend = ", ".join(f"**{k}** = {v['label']} (`{v['key']}`)" for k, v in spec["metrics"].items())
+    parts = [QUICK_WARNING] if budget == "quick" else []
+    parts += [intro(budget, out), markdown(HEADER, [line for r in tabled for line in metric_lines(r, spec)]),
+              f"Metrics: {legend}."]
+    if note_lines := notes(all_runs, spec):
+        parts.append("Notes:\n\n" + "\n".join(note_lines))
+    unfinished = [u for r in all_runs for u in r.unfinished]
+    if unfinished:
+        parts.append("Runs not finished:\n\n" + "\n".join(f"- {u}" for u in unfinished))
+    total_cpu = sum(r.cpu_seconds for r in all_runs)
+    total_wall = sum(r.wall_seconds for r in all_runs)
+    parts.append(f"Total: {finished} finished run(s), covering {sum(bool(r.records) for r in tabled)} of "
+                 f"{len(tabled)} rows; {short(total_cpu / 3600)} CPU hours, {short(total_wall / 3600)} hours of wall "
+                 "time (helper runs and failed attempts included).")
+    return "\n\n".join(parts) + "\n"
+
+
+def readme_line(runs: RowRuns, spec: Mapping[str, Any]) -> list[str]:
+    ref = spec["references"][runs.row.reference]
+    records = list(runs.records.values())
+    ours, theirs, marks = [], [], []
+    for name in runs.row.metrics:
+        definition = spec["metrics"][name]
+        ref_name = definition.get("reference") or name
+        values = [lookup(r, definition["key"]) for r in records]
+        notebook, keras = ref.get("notebook", {}).get(ref_name), (ref.get("keras") or {}).get(ref_name)
+        ours.append(f"{name} {stat_cell(values) or DASH}")
+        theirs.append(f"{name} {DASH if notebook is None else figure(notebook)} / {keras_cell(keras).split(' (')[0]}")
+        marks.append(beats(values, notebook, keras) or DASH)
+    result = ", ".join(ours) + f" (n={len(records)})" if records else "not finished" if runs.unfinished else "not run"
+    return [f"`{runs.row.name}`", ref["title"], result, ", ".join(theirs), " ".join(marks), epochs_cell(records),
+            minutes_cell(records)]
+
+
+def readme_section(all_runs: Sequence[RowRuns], spec: Mapping[str, Any], budget: str) -> str:
+    check_budgets(all_runs, budget)
+    header = ["preset", "notebook row", "lit_vision test, mean ± std", "notebook / Keras rerun", "≥ both", "epochs",
+              "train min"]
+    lines = [readme_line(r, spec) for r in all_runs if r.row.tabled]
+    return (markdown(header, lines) + "\n\nGenerated by `python -m lit_vision.reproduce` "
+            f"({time.strftime('%Y-%m-%d')}); per-seed spread, machine and CPU hours in "
+            "[docs/results.md](docs/results.md).\n")
+
+
+def read_all(rows: Sequence[Row], out: Path) -> list[RowRuns]:
+    return [read_row(row, out) for row in rows]
+
