@@ -98,7 +98,8 @@ def test_wheel_ships_config_and_trains_from_another_directory(tmp_path: Path) ->
     assert script.is_file(), sorted(p.name for p in (site / "bin").iterdir())
     help_text = _run([str(script), "--help"], timeout=120, cwd=elsewhere, env=env).stdout
     assert "data:" in help_text and "model:" in help_text, help_text[-2000:]
-    for name in ("evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export-backbone", "rerun"):
+    for name in ("evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export-backbone",
+                 "rerun", "reproduce"):
         assert (site / "bin" / f"lit-vision-{name}").is_file(), name
 
 

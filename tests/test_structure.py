@@ -14,7 +14,7 @@ import lit_vision
 PACKAGE_DIR = Path(lit_vision.__file__).resolve().parent
 #: modules run as ``python -m lit_vision.<name>``; everything else is library code
 COMMANDS = {"train", "evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export_backbone",
-            "rerun"}
+            "rerun", "reproduce"}
 
 
 def module_name(path: Path) -> str:
@@ -81,7 +81,7 @@ def test_commands_do_not_import_each_other_and_the_library_imports_no_command() 
 
 
 @pytest.mark.parametrize("module", ["lit_vision.compare", "lit_vision.sweeps", "lit_vision.sweep_summary",
-                                    "lit_vision.runs", "lit_vision.ensembles"])
+                                    "lit_vision.runs", "lit_vision.ensembles", "lit_vision.reproduce"])
 def test_table_tools_do_not_import_torch(module: str) -> None:
     """Reading JSON tables must not pay torch's import time (seconds)."""
     code = f"import sys, {module}; print('torch' in sys.modules)"
