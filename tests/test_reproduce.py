@@ -50,9 +50,9 @@ def preset_tags(group: str) -> dict[str, list[str]]:
 def test_every_notebook_preset_is_a_row(rows: dict[str, plan.Row]) -> None:
     notebook_presets = {name for name, tags in preset_tags("experiment").items()
                         if any(t.startswith("notebook") for t in tags)}
-    assert notebook_presets == {r.name for r in rows.values() if r.command == "train"}
+    assert notebook_presets == {r.preset for r in rows.values() if r.command == "train"}
     for command, group in (("xgb", "xgb_preset"), ("baseline", "baseline_preset")):
-        assert {p.stem for p in (CONF_DIR / group).glob("*.yaml")} == {r.name for r in rows.values()
+        assert {p.stem for p in (CONF_DIR / group).glob("*.yaml")} == {r.preset for r in rows.values()
                                                                       if r.command == command}
     assert [r.name for r in rows.values() if not r.tabled] == ["fer_backbone_pretrain"]  # the one helper
 
@@ -85,6 +85,8 @@ def test_a_row_naming_an_unknown_reference_or_metric_is_refused() -> None:
         plan.load_rows(spec(**{"rows.mnist_cnn.metrics": ["acc", "auc"]}))
     with pytest.raises(ConfigError, match="unknown keys"):
         plan.load_rows(spec(**{"rows.mnist_cnn.epochs": 3}))
+    with pytest.raises(ConfigError, match=r"rows.mnist_cnn.notebook has figures for \['val_acc_last'\]"):
+        plan.load_rows(spec(**{"rows.mnist_cnn.notebook": {"val_acc_last": 0.9}}))
 
 
 # --- the plan ------------------------------------------------------------------------------------------------
@@ -116,6 +118,10 @@ def test_command_line_names_preset_seed_dir_data_and_resume(rows: dict[str, plan
                         "xgb.n_estimators=5", "a=1"]
     mnist = plan.Run(rows["mnist_cnn"], 1, tmp_path / "m")
     assert plan.command_line(mnist, tmp_path, [], [], resume=True)[-2:] == [f"data.root={tmp_path}", f"resume={tmp_path / 'm'}"]
+    grid = plan.Run(rows["fashion_cnn_dropout_0_5"], 1, tmp_path / "g")  # a variant of a preset: its own run dir
+    assert plan.command_line(grid, tmp_path, [], [], resume=False)[3:6] == [
+        "experiment=fashion_cnn", "seed=1", f"hydra.run.dir={tmp_path / 'g'}"]
+    assert "model.dropout=0.5" in plan.command_line(grid, tmp_path, [], [], resume=False)
     vgg = plan.plan_runs(plan.select(rows, ["fer_vgg16"]), tmp_path, [1], 42, None)[1]
     assert plan.before_line(vgg)[1:] == ["-m", "lit_vision.export_backbone",
                                          f"{tmp_path / 'fer_backbone_pretrain' / 'seed1'}/checkpoints/best.ckpt",
@@ -224,6 +230,21 @@ def test_results_table_mean_std_n_references_and_checks(rows: dict[str, plan.Row
     assert "`horse_cnn` seed 44: exit 1 after 1 attempt(s)" in text
     assert "fer_backbone_pretrain" not in text.split("Metrics:")[0]  # a helper has no line
     assert "budget=quick" not in text and "Total: 2 finished run(s), covering 1 of" in text
+
+
+def test_a_shorter_row_compares_its_last_epoch_with_its_own_notebook_figure(tmp_path: Path) -> None:
+    """A row run for fewer epochs: the last history.csv row against the notebook's printed value at that epoch."""
+    settings = spec(**{"rows.fashion_cnn.metrics": ["acc", "val_acc_last"],
+                       "rows.fashion_cnn.notebook": {"val_acc_last": 0.905}})
+    run_dir = fake_run(tmp_path, "fashion_cnn", 42, {"test/acc": 0.9, "epochs_trained": 3})
+    (run_dir / "history.csv").write_text("epoch,val/acc\n0,0.85\n1,0.89\n2,0.91\n")
+    text = tables.results_section(tables.read_all(list(plan.load_rows(settings).values()), tmp_path), settings,
+                                  "full", tmp_path)
+    body = text.splitlines()
+    at = body.index(next(line for line in body if line.startswith("| `fashion_cnn` |")))
+    assert [c.strip() for c in body[at + 1].strip("|").split("|")][2:7] == [
+        "val_acc_last", "0.905", "–", "0.9100 (1)", "✓"]
+    assert line_of(text, "fashion_cnn")[2:8] == ["acc", "0.909", "–", "0.9000 (1)", "✗", "3"]
 
 
 def test_quick_tables_say_so_and_never_mix_budgets(rows: dict[str, plan.Row], tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ class Row:
 
     name: str
     command: str
+    preset: str
     reference: str | None
     data: str
     n_seeds: int
@@ -36,6 +37,7 @@ class Row:
     needs: str | None
     before: tuple[str, ...]
     note: str | None
+    notebook: Mapping[str, float]
 
     @property
     def tabled(self) -> bool:
@@ -71,10 +73,10 @@ def load_rows(spec: Mapping[str, Any]) -> dict[str, Row]:
         if unknown:
             raise ConfigError(f"{CONFIG}: rows.{name} has unknown keys {sorted(unknown)}; a row has {sorted(defaults)}")
         merged = {**defaults, **(fields or {})}
-        rows[name] = Row(name=name, command=merged["command"], reference=merged["reference"], data=merged["data"] or "",
-                         n_seeds=merged["n_seeds"], metrics=tuple(merged["metrics"]),
-                         overrides=tuple(merged["overrides"]), needs=merged["needs"], before=tuple(merged["before"]),
-                         note=merged["note"])
+        rows[name] = Row(name=name, command=merged["command"], preset=merged["preset"] or name,
+                         reference=merged["reference"], data=merged["data"] or "", n_seeds=merged["n_seeds"],
+                         metrics=tuple(merged["metrics"]), overrides=tuple(merged["overrides"]), needs=merged["needs"],
+                         before=tuple(merged["before"]), note=merged["note"], notebook=dict(merged["notebook"] or {}))
     for row in rows.values():
         check_row(row, rows, spec)
     return rows
@@ -92,6 +94,9 @@ def check_row(row: Row, rows: Mapping[str, Row], spec: Mapping[str, Any]) -> Non
     missing = [m for m in row.metrics if m not in spec["metrics"]]
     if missing:
         raise ConfigError(f"{where}.metrics has {missing}, which `metrics` does not define ({sorted(spec['metrics'])})")
+    stray = [m for m in row.notebook if m not in row.metrics]
+    if stray:
+        raise ConfigError(f"{where}.notebook has figures for {stray}, which are not in its metrics {list(row.metrics)}")
     if row.needs is not None:
         names = list(rows)
         if row.needs not in rows or names.index(row.needs) > names.index(row.name):
@@ -147,10 +152,10 @@ def fill(arg: str, run: Run) -> str:
 
 def command_line(run: Run, data_root: Path, budget_overrides: Sequence[str], extra: Sequence[str],
                  resume: bool) -> list[str]:
-    """``python -m lit_vision.<command> <preset key>=<row> seed=<s> hydra.run.dir=<dir> data.root=... [resume=<dir>]``."""
+    """``python -m lit_vision.<command> <preset key>=<preset> seed=<s> hydra.run.dir=<dir> data.root=... [resume=...]``."""
     row = run.row
     data = Path(data_root) / row.data if row.data else Path(data_root)
-    args = [sys.executable, "-m", f"lit_vision.{row.command}", f"{PRESET_KEY[row.command]}={row.name}",
+    args = [sys.executable, "-m", f"lit_vision.{row.command}", f"{PRESET_KEY[row.command]}={row.preset}",
             f"seed={run.seed}", f"hydra.run.dir={run.dir}", f"data.root={data}",
             *(fill(o, run) for o in row.overrides), *budget_overrides, *extra]
     return args + [f"resume={run.dir}"] if resume else args

@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from lit_vision.errors import ConfigError
+from lit_vision.history import read_history
 from lit_vision.reproduction import machine
 from lit_vision.reproduction.launch import LOG, METRICS, read_manifest
 from lit_vision.reproduction.plan import Row
 from lit_vision.runs import project_root
 from lit_vision.seeds import mean_std, mean_std_text, numbers, stat_cell
 
+#: where a run's last history.csv row sits in its record (metric keys ``last_epoch.<column>``)
+LAST_EPOCH = "last_epoch"
 SEED_DIR = re.compile(r"seed(-?\d+)$")
 DASH = "–"
 QUICK_WARNING = ("> **budget=quick: a smoke test of the machinery (one epoch of a few batches), not results.** "
@@ -73,7 +76,9 @@ def read_row(row: Row, out: Path) -> RowRuns:
         if not (run_dir / METRICS).is_file():
             runs.unfinished.append(f"`{row.name}` seed {seed}: {last_attempt_text(manifest, Path(shown(run_dir)))}")
             continue
-        runs.records[seed] = json.loads((run_dir / METRICS).read_text())
+        record = json.loads((run_dir / METRICS).read_text())
+        history = read_history(run_dir / "history.csv")
+        runs.records[seed] = record | ({LAST_EPOCH: history[-1]} if history else {})
         runs.machines |= {machine.label(a["machine"]) for a in attempts if a.get("machine")} or {
             "unknown (no reproduce.json)"}
     return runs
@@ -135,6 +140,14 @@ def hours(seconds: float) -> str:
     return short(seconds / 3600) if seconds else DASH
 
 
+def figures(row: Row, ref: Mapping[str, Any], name: str, ref_name: str) -> tuple[float | None, list[float] | None]:
+    """The notebook figure and Keras values a metric line compares with: the row's own notebook figure when it has
+    one (a shorter budget compared at the same epoch: the Keras rerun ran the full budget, so it is left out)."""
+    if name in row.notebook:
+        return row.notebook[name], None
+    return ref.get("notebook", {}).get(ref_name), (ref.get("keras") or {}).get(ref_name)
+
+
 # --- tables ----------------------------------------------------------------------------------------
 def metric_lines(runs: RowRuns, spec: Mapping[str, Any]) -> list[list[str]]:
     """One line per metric of the row; the run-level cells (epochs, minutes, machine, CPU h) on the first only."""
@@ -145,7 +158,7 @@ def metric_lines(runs: RowRuns, spec: Mapping[str, Any]) -> list[list[str]]:
     for i, name in enumerate(row.metrics):
         definition = spec["metrics"][name]
         ref_name = definition.get("reference") or name
-        notebook, keras = ref.get("notebook", {}).get(ref_name), (ref.get("keras") or {}).get(ref_name)
+        notebook, keras = figures(row, ref, name, ref_name)
         values = [lookup(r, definition["key"]) for r in records]
         run_cells = ([epochs_cell(records), minutes_cell(records), "; ".join(sorted(runs.machines)) or DASH,
                       hours(runs.cpu_seconds)] if i == 0 else [""] * 4)
@@ -226,7 +239,7 @@ def readme_line(runs: RowRuns, spec: Mapping[str, Any]) -> list[str]:
         definition = spec["metrics"][name]
         ref_name = definition.get("reference") or name
         values = [lookup(r, definition["key"]) for r in records]
-        notebook, keras = ref.get("notebook", {}).get(ref_name), (ref.get("keras") or {}).get(ref_name)
+        notebook, keras = figures(runs.row, ref, name, ref_name)
         ours.append(f"{name} {stat_cell(values) or DASH}")
         theirs.append(f"{name} {DASH if notebook is None else figure(notebook)} / {keras_cell(keras).split(' (')[0]}")
         marks.append(beats(values, notebook, keras) or DASH)
