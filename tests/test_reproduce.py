@@ -293,6 +293,19 @@ def test_no_finished_run_leaves_the_docs_alone(rows: dict[str, plan.Row], tmp_pa
     assert (results.read_text(), readme.read_text()) == before
 
 
+def test_the_command_writes_tables_without_importing_torch_or_lightning(tmp_path: Path) -> None:
+    """run=false on an empty out: the tables are written by a light process (the runner does not seed it)."""
+    docs = docs_pair(tmp_path)
+    code = ("import sys\nfrom lit_vision.reproduce import main\n"
+            f"sys.argv = ['reproduce', 'run=false', 'out={tmp_path / 'out'}', 'tables.results={docs[0]}', "
+            f"'tables.readme={docs[1]}']\nmain()\nprint('heavy:', 'torch' in sys.modules or 'lightning' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "heavy: False" in res.stdout
+    assert "| `mnist_cnn` | 003 MNIST CNN | acc | 0.9914 | – | not run |" in (tmp_path / "out" / "results.md").read_text()
+
+
 # --- markers -------------------------------------------------------------------------------------------------
 def test_markers_replace_only_the_block_and_refuse_broken_ones(tmp_path: Path) -> None:
     text = f"# t\n\nabove\n{markers.block('one')}\nbelow\n"

@@ -117,7 +117,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     outcomes: list[launch.Outcome] = []
     if spec["run"]:
         chosen = plan.select(rows, spec["presets"])
-        runs = plan.plan_runs(chosen, absolute(spec["out"]), spec["seeds"], int(spec["seed"]),
+        runs = plan.plan_runs(chosen, absolute(spec["out"]), spec["seeds"], int(spec["first_seed"]),
                               spec["budgets"][spec["budget"]]["n_seeds"])
         outcomes = run_all(runs, spec)
     for path in write_tables(list(rows.values()), spec):

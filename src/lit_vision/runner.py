@@ -82,10 +82,13 @@ def seed(value: int) -> None:
 
 
 def execute(run: RunFn, cfg: DictConfig) -> float | None:
-    """Validate, seed and run one job; handle its failure as described in the module docstring."""
+    """Validate, seed and run one job; handle its failure as described in the module docstring. A command without
+    a ``seed`` key (reproduce: it only launches runs, each with its own seed) is not seeded, so it never imports
+    Lightning."""
     try:
         validate_config(cfg)
-        seed(cfg.seed)
+        if "seed" in cfg:
+            seed(cfg.seed)
         record = run(cfg) or {}
     except Exception as exc:
         record_tracked_failure(cfg, exc)
