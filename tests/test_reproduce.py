@@ -22,7 +22,7 @@ from synthetic_sources import write_torchvision_idx
 
 from lit_vision.config import CONF_DIR
 from lit_vision.errors import ConfigError
-from lit_vision.reproduce import write_tables
+from lit_vision.reproduce import progress, run_all, write_tables
 from lit_vision.reproduction import launch, markers, plan, tables
 
 SHARED_DOCS = REPO_ROOT.parent / "shared" / "docs"
@@ -173,6 +173,20 @@ def test_a_failing_run_is_recorded_and_a_run_needing_it_is_blocked(rows: dict[st
     fake = FakeLauncher()
     blocked = execute(xgb, fake)
     assert blocked.status == "blocked" and "fer_custom_cnn" in blocked.detail and not fake.calls
+
+
+def test_run_all_goes_on_after_a_failure_and_passes_the_budget(rows: dict[str, plan.Row], tmp_path: Path) -> None:
+    class FailFirst(FakeLauncher):
+        def __call__(self, argv: Sequence[str], log: Path, cwd: Path) -> int:
+            self.code = 1 if not self.calls else 0
+            return super().__call__(argv, log, cwd)
+
+    runs = plan.plan_runs([rows["mnist_cnn"]], tmp_path, [1, 2], 42, None)
+    fake = FailFirst()
+    outcomes = run_all(runs, spec(budget="quick", data_root=str(tmp_path)), launcher=fake)
+    assert [(o.status, o.exit_code) for o in outcomes] == [("failed", 1), ("ok", 0)]
+    assert "trainer.max_epochs=1" in fake.calls[1] and f"data.root={tmp_path}" in fake.calls[1]
+    assert progress(1, 2, outcomes[0]) == f"[1/2] mnist_cnn seed 1: failed in 0.0 min, exit 1; log {runs[0].dir / 'reproduce.log'}"
 
 
 def test_exit_0_without_metrics_is_a_failure(rows: dict[str, plan.Row], tmp_path: Path) -> None:

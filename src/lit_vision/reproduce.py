@@ -64,8 +64,8 @@ def progress(i: int, n: int, outcome: launch.Outcome) -> str:
     if outcome.status in ("ok", "failed"):
         text += f" in {outcome.seconds / 60:.1f} min"
     if outcome.status == "failed":
-        text += f", exit {outcome.exit_code}" + (f" ({outcome.detail})" if outcome.detail else "") + \
-            f"; log {outcome.log}"
+        detail = f" ({outcome.detail})" if outcome.detail else ""
+        text += f", exit {outcome.exit_code}{detail}; log {outcome.log}"
     elif outcome.detail:
         text += f" ({outcome.detail})"
     return text
@@ -84,8 +84,7 @@ def run_all(runs: Sequence[plan.Run], spec: Mapping[str, Any],
         if not launch.finished(run.dir):
             log.info("[%d/%d] %s: %s", i, len(runs), run.name,
                      "resuming from last.ckpt" if launch.resumable(run) else "starting")
-        outcome = launch.execute(run, budget, lambda resume, f=argv_for: f(resume=resume), plan.before_line(run),
-                                 where, project_root(), launcher)
+        outcome = launch.execute(run, budget, argv_for, plan.before_line(run), where, project_root(), launcher)
         log.info("%s", progress(i, len(runs), outcome))
         outcomes.append(outcome)
     return outcomes
