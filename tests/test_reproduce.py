@@ -113,11 +113,13 @@ def test_command_line_names_preset_seed_dir_data_and_resume(rows: dict[str, plan
     xgb = plan.plan_runs(plan.select(rows, ["fer_custom_xgb"]), tmp_path, [5], 42, None)[1]
     argv = plan.command_line(xgb, tmp_path / "data", ["xgb.n_estimators=5"], ["a=1"], resume=False)
     assert argv[1:] == ["-m", "lit_vision.xgb", "xgb_preset=fer_custom_xgb", "seed=5",
-                        f"hydra.run.dir={tmp_path / 'fer_custom_xgb' / 'seed5'}", f"data.root={tmp_path / 'data' / 'fer2013'}",
+                        f"hydra.run.dir={tmp_path / 'fer_custom_xgb' / 'seed5'}",
+                        f"data.root={tmp_path / 'data' / 'fer2013'}",
                         f"ckpt_path={tmp_path / 'fer_custom_cnn' / 'seed5'}/checkpoints/best.ckpt",
                         "xgb.n_estimators=5", "a=1"]
     mnist = plan.Run(rows["mnist_cnn"], 1, tmp_path / "m")
-    assert plan.command_line(mnist, tmp_path, [], [], resume=True)[-2:] == [f"data.root={tmp_path}", f"resume={tmp_path / 'm'}"]
+    assert plan.command_line(mnist, tmp_path, [], [], resume=True)[-2:] == [f"data.root={tmp_path}",
+                                                                            f"resume={tmp_path / 'm'}"]
     grid = plan.Run(rows["fashion_cnn_dropout_0_5"], 1, tmp_path / "g")  # a variant of a preset: its own run dir
     assert plan.command_line(grid, tmp_path, [], [], resume=False)[3:6] == [
         "experiment=fashion_cnn", "seed=1", f"hydra.run.dir={tmp_path / 'g'}"]
@@ -186,7 +188,8 @@ def test_run_all_goes_on_after_a_failure_and_passes_the_budget(rows: dict[str, p
     outcomes = run_all(runs, spec(budget="quick", data_root=str(tmp_path)), launcher=fake)
     assert [(o.status, o.exit_code) for o in outcomes] == [("failed", 1), ("ok", 0)]
     assert "trainer.max_epochs=1" in fake.calls[1] and f"data.root={tmp_path}" in fake.calls[1]
-    assert progress(1, 2, outcomes[0]) == f"[1/2] mnist_cnn seed 1: failed in 0.0 min, exit 1; log {runs[0].dir / 'reproduce.log'}"
+    assert progress(1, 2, outcomes[0]) == (f"[1/2] mnist_cnn seed 1: failed in 0.0 min, exit 1; "
+                                           f"log {runs[0].dir / 'reproduce.log'}")
 
 
 def test_exit_0_without_metrics_is_a_failure(rows: dict[str, plan.Row], tmp_path: Path) -> None:
@@ -312,12 +315,14 @@ def test_the_command_writes_tables_without_importing_torch_or_lightning(tmp_path
     docs = docs_pair(tmp_path)
     code = ("import sys\nfrom lit_vision.reproduce import main\n"
             f"sys.argv = ['reproduce', 'run=false', 'out={tmp_path / 'out'}', 'tables.results={docs[0]}', "
-            f"'tables.readme={docs[1]}']\nmain()\nprint('heavy:', 'torch' in sys.modules or 'lightning' in sys.modules)")
+            f"'tables.readme={docs[1]}']\nmain()\n"
+            "print('heavy:', 'torch' in sys.modules or 'lightning' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                          check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "heavy: False" in res.stdout
-    assert "| `mnist_cnn` | 003 MNIST CNN | acc | 0.9914 | – | not run |" in (tmp_path / "out" / "results.md").read_text()
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| `mnist_cnn` | 003 MNIST CNN | acc | 0.9914 | – | not run |" in table
 
 
 # --- markers -------------------------------------------------------------------------------------------------
@@ -392,7 +397,8 @@ def test_quick_budget_two_rows_two_seeds_then_skip_then_resume(tmp_path: Path, d
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert [line for line in progress_lines(resumed) if "skipped" not in line][1].startswith(
         "[4/4] mnist_dense_mse seed 2: ok (resumed)")
-    assert json.loads((killed / "metrics.json").read_text())["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
+    record = json.loads((killed / "metrics.json").read_text())
+    assert record["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
     assert [a["resumed"] for a in launch.read_manifest(killed)["attempts"]] == [False, True]
 
 

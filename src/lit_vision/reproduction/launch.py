@@ -73,7 +73,8 @@ def check_budget(run: Run, budget: str) -> dict[str, Any]:
     if manifest is None:
         return {"row": run.row.name, "command": run.row.command, "seed": run.seed, "budget": budget, "attempts": []}
     if manifest.get("budget") != budget:
-        raise ConfigError(f"{run.dir / MANIFEST} says budget={manifest.get('budget')!r}, this call has budget={budget}: "
+        raise ConfigError(f"{run.dir / MANIFEST} says budget={manifest.get('budget')!r}, this call has "
+                          f"budget={budget}: "
                           f"runs of two budgets never share a folder; use another out= or remove {run.dir}")
     return manifest
 

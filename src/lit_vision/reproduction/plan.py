@@ -152,7 +152,8 @@ def fill(arg: str, run: Run) -> str:
 
 def command_line(run: Run, data_root: Path, budget_overrides: Sequence[str], extra: Sequence[str],
                  resume: bool) -> list[str]:
-    """``python -m lit_vision.<command> <preset key>=<preset> seed=<s> hydra.run.dir=<dir> data.root=... [resume=...]``."""
+    """``python -m lit_vision.<command> <preset key>=<preset> seed=<s> hydra.run.dir=<dir> data.root=<root>/<data>``
+    + the row's, the budget's and the extra overrides (+ ``resume=<dir>``)."""
     row = run.row
     data = Path(data_root) / row.data if row.data else Path(data_root)
     args = [sys.executable, "-m", f"lit_vision.{row.command}", f"{PRESET_KEY[row.command]}={row.preset}",

@@ -51,7 +51,8 @@ class RowRuns:
 # --- reading the runs ------------------------------------------------------------------------------
 def seed_dirs(out: Path, row: str) -> list[tuple[int, Path]]:
     """``<out>/<row>/seed<s>`` folders, by seed."""
-    found = [(int(m.group(1)), p) for p in (Path(out) / row).glob("seed*") if p.is_dir() and (m := SEED_DIR.search(p.name))]
+    found = [(int(m.group(1)), p) for p in (Path(out) / row).glob("seed*")
+             if p.is_dir() and (m := SEED_DIR.search(p.name))]
     return sorted(found)
 
 
