@@ -170,12 +170,12 @@ def test_on_device_auto_serves_device_batches_in_a_single_process_and_a_dataload
     from torch.utils.data import DataLoader
 
     dm = build_datamodule(make_cfg())
-    single = SimpleNamespace(world_size=1, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    single = SimpleNamespace(world_size=1, global_rank=0, strategy=SimpleNamespace(root_device=torch.device("cpu")))
     monkeypatch.setattr(type(dm), "trainer", property(lambda self: single), raising=False)
     assert isinstance(dm.train_dataloader(), DeviceBatches)
     monkeypatch.setattr("lit_vision.data.device_batches.free_memory", lambda device: 1000)  # does not fit
     assert isinstance(dm.train_dataloader(), DataLoader)
-    ddp = SimpleNamespace(world_size=2, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    ddp = SimpleNamespace(world_size=2, global_rank=0, strategy=SimpleNamespace(root_device=torch.device("cpu")))
     monkeypatch.setattr(type(dm), "trainer", property(lambda self: ddp), raising=False)
     assert isinstance(dm.train_dataloader(), DataLoader)
 
