@@ -118,20 +118,21 @@ def test_usr1_mid_epoch_checkpoints_requeues_and_finishes_exactly(slurm: dict[st
 
 def test_a_time_limit_requeues_before_the_kill_and_the_job_still_finishes(slurm: dict[str, str],
                                                                           tmp_path: Path) -> None:
-    # a 1-minute slot, USR1 45 s before its end: the first run is signalled after ~15-45 s (SLURM checks limits
-    # every ~30 s), checkpoints and requeues; the next slot finishes the training
-    sweep, epochs = tmp_path / "sweep", 40
+    # 1-minute slots with USR1 45 s before their end (SLURM checks limits every ~30 s, so the signal comes 15-45 s
+    # into a slot); the training is longer than a slot even on a quiet machine (~60 s of epochs of 0.05 s), so it
+    # is signalled, checkpoints and requeues, maybe more than once, and a later slot finishes it
+    sweep, epochs = tmp_path / "sweep", 1200
     proc = subprocess.Popen(sweep_cmd(sweep, f"trainer.max_epochs={epochs}", "hydra.launcher.timeout_min=1",
                                       "hydra.launcher.additional_parameters.signal=USR1@45",
-                                      "model.optimizer.lr=0.001"),
+                                      "model.optimizer.lr=0.001", "~callbacks.early_stopping"),
                             cwd=REPO, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run_dir = sweep / "0"
-    wait_until(lambda: (run_dir / "hpc_ckpt_1.ckpt").exists() or proc.poll() is not None,
-               "the checkpoint before the time limit", timeout=200)
-    wait_until(lambda: squeue(slurm, "%i") != [] or proc.poll() is not None, "the requeue", timeout=60)
-    for job in squeue(slurm, "%i"):
-        release_after_requeue(slurm, job)
-    out, _ = proc.communicate(timeout=600)
+    deadline = time.monotonic() + 900
+    while proc.poll() is None and time.monotonic() < deadline:
+        for job in squeue(slurm, "%i"):  # a requeued job waits behind a begin time: start it now
+            release_after_requeue(slurm, job)
+        time.sleep(3)
+    out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out[-4000:]
     assert (run_dir / "hpc_ckpt_1.ckpt").exists(), "the job finished inside its first slot: make it longer"
     record = metrics(run_dir)
