@@ -35,6 +35,7 @@ from rich.table import Table
 
 from lit_vision.ensembles import majority_vote, mean_probability
 from lit_vision.errors import LitVisionError
+from lit_vision.markdown import markdown_table
 from lit_vision.runner import exit_on_user_error
 from lit_vision.runs import (
     default_output,
@@ -144,9 +145,7 @@ def write_tables(rows: Sequence[dict[str, Any]], out: Path, columns: Sequence[st
         w = csv.DictWriter(f, fieldnames=list(columns))
         w.writeheader()
         w.writerows({k: fmt(r.get(k)) for k in columns} for r in rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(k)) for k in columns) + " |" for r in rows]
-    md_path.write_text("\n".join(lines) + "\n")
+    md_path.write_text(markdown_table(columns, ([fmt(r.get(k)) for k in columns] for r in rows)) + "\n")
     return csv_path, md_path
 
 

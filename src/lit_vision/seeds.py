@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 from rich.table import Table
 
+from lit_vision.markdown import markdown_table
 from lit_vision.runs import NEVER
 
 #: config keys about where a run's files are, not about the experiment (``fnmatch`` patterns of dotted keys)
@@ -227,9 +228,7 @@ def write_seed_csv(path: Path, groups: Sequence[SeedGroup], columns: Sequence[st
 def seed_markdown(groups: Sequence[SeedGroup], columns: Sequence[str]) -> str:
     """The human table as a markdown section."""
     header, rows = display_rows(groups, columns)
-    lines = [f"## {TITLE}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r[k].replace("|", "\\|") for k in header) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return f"## {TITLE}\n\n" + markdown_table(header, ([r[k] for k in header] for r in rows)) + "\n"
 
 
 def seed_rich_table(groups: Sequence[SeedGroup], columns: Sequence[str]) -> Table:

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_vision.errors import LitVisionError
+from lit_vision.markdown import markdown_table
 from lit_vision.runs import timing_cells
 from lit_vision.seeds import (
     SeedGroup,
@@ -119,15 +120,6 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Any
         w = csv.DictWriter(f, fieldnames=list(header))
         w.writeheader()
         w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in header} for r in rows)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    def cell(v: Any) -> str:
-        return _fmt(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell(r.get(k)) for k in header) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def rich_table(header: Sequence[str], rows: Sequence[Mapping[str, Any]], title: str) -> Table:
@@ -249,7 +241,8 @@ def write_summary(sweep_dir: Path, metric: str, print_table: bool = True) -> dic
                   + ", ".join(f"{k}={_fmt(best[k])}" for k in keys) + ")", ""]
     groups = summarize_seeds(jobs, rows, header) if "seed" in keys else []
     seeds_md = write_seed_summary(sweep_dir, groups, number_columns(header))
-    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n" + markdown_table(header, rows) + seeds_md)
+    table = markdown_table(header, ([_fmt(r.get(k)) for k in header] for r in rows))
+    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n" + table + "\n" + seeds_md)
     plot = plot_summary(rows, keys, metric, sweep_dir / "summary.png", groups)
     if print_table:
         console = Console(width=200)
