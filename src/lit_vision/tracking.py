@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lit_vision.errors import ConfigError
+from lit_vision.seeds import flatten
 
 log = logging.getLogger("lit_vision")
 
@@ -70,21 +71,13 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
     except OmegaConfBaseException:  # an unresolvable value (the reason a job failed, maybe): log the raw interpolations
         tree = OmegaConf.to_container(cfg, resolve=False)
     flat: dict[str, str] = {}
-    for key, value in _flatten(tree):
+    for key, value in flatten(tree).items():
+        if key.split(".")[0] == "hydra":  # Hydra's own settings (present when composed by the compose API)
+            continue
         key = re.sub(r"[^\w\-. /]", "_", key)[:MAX_KEY]
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         flat[key] = text if len(text) <= MAX_PARAM_VALUE else text[:MAX_PARAM_VALUE - len(TRUNCATED)] + TRUNCATED
     return flat
-
-
-def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(tree, Mapping) and tree:
-        for key, value in tree.items():
-            if not prefix and key == "hydra":  # Hydra's own settings (present when composed by the compose API)
-                continue
-            yield from _flatten(value, f"{prefix}{key}.")
-    else:
-        yield prefix[:-1], tree
 
 
 def run_tags(cfg: DictConfig) -> dict[str, str]:
