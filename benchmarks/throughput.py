@@ -45,6 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_vision.config import CONF_DIR
+from lit_vision.reproduction.machine import cpu_model
 from lit_vision.runner import execute
 from lit_vision.train import run as train_run
 from lit_vision.training import hardware
@@ -235,16 +236,6 @@ def keras_rates(python: Path, presets: list[str], args: argparse.Namespace, work
 
 
 # --- the machine ----------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def gemm_peak_gflops(size: int = 1024, seconds: float = 2.0, dtype: torch.dtype = torch.float32,
                      device: str = "cpu") -> float:
     """Best matrix-multiply throughput (``dtype``) of this process's threads or of the GPU."""
