@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,47 +21,22 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def multipart(name: str, content: bytes) -> tuple[bytes, dict[str, str]]:
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+from lit_vision.http_client import free_port, multipart, wait_until_up
 
 
 def post(url: str, name: str, content: bytes) -> tuple[int, bytes]:
-    body, headers = multipart(name, content)
+    body, headers = multipart([("file", name, content)])
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not come up")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,7 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "lit_vision.serve", args.model, "--port", str(port)])
     try:
-        wait_until_up(url, proc)
+        try:
+            wait_until_up(url, proc, timeout=120)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
         results: list[tuple[bool, int, bool, float]] = []  # (bad upload?, status, ok?, seconds)
         lock, stop = threading.Lock(), time.monotonic() + args.seconds
         counter = iter(range(10 ** 9))

@@ -1,23 +1,18 @@
-"""A small HTTP client for the serving tests: free loopback ports, images as bytes, JSON requests, multipart uploads."""
+"""The serving tests' HTTP client: images as bytes, JSON requests, uploads to /predict (ports, multipart bodies and
+the wait for /health come from :mod:`lit_vision.http_client`, which the load benchmark uses too)."""
 
 from __future__ import annotations
 
 import io
 import json
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
-import uuid
 
 from PIL import Image
 
+from lit_vision.http_client import free_port, multipart, wait_until_up
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "image_bytes", "multipart", "predict", "request", "wait_until_up"]
 
 
 def image_bytes(size=(16, 16), mode="RGB", fmt="PNG", color=(200, 30, 30)) -> bytes:
@@ -41,30 +36,6 @@ def request(url: str, data: bytes | None = None, headers: dict | None = None) ->
         return status, body
 
 
-def multipart(files: list[tuple[str, str, bytes]]) -> tuple[bytes, dict]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for field, name, content in files:
-        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
 def predict(server: str, files: list[tuple[str, str, bytes]]) -> tuple[int, dict]:
     body, headers = multipart(files)
     return request(server + "/predict", body, headers)
-
-
-def wait_until_up(server: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Poll ``/health`` of a server started as a child process until it answers; fail early if the child exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited with {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(server + "/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"the server did not answer {server}/health within {timeout:.0f} s")
