@@ -90,9 +90,14 @@ def test_a_two_job_sweep_runs_on_the_cluster(slurm: dict[str, str], tmp_path: Pa
     assert (sweep / "summary.csv").exists() and len((sweep / "summary.csv").read_text().splitlines()) == 3
     assert "Bypassing sacct error" not in res.stderr + res.stdout  # job accounting answers submitit's sacct
     jobs = [p.name for p in (sweep / ".submitit").iterdir() if p.is_dir()]
-    acct = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(jobs)], env=slurm,
-                          capture_output=True, text=True, check=True).stdout
-    assert acct.count("COMPLETED") == 2, acct
+
+    def accounted_states() -> str:
+        return subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(jobs)], env=slurm,
+                              capture_output=True, text=True, check=True).stdout
+
+    # submitit returns once both results are pickled; slurmdbd records the end of a job a moment later.
+    wait_until(lambda: accounted_states().count("COMPLETED") == 2, "both jobs COMPLETED in sacct", timeout=60)
+    assert "FAILED" not in accounted_states()
 
 
 def test_usr1_mid_epoch_checkpoints_requeues_and_finishes_exactly(slurm: dict[str, str], tmp_path: Path) -> None:
