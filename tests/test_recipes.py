@@ -181,3 +181,140 @@ def test_a_run_fits_the_whitening_stem_on_its_training_images_once(make_cfg, mon
     model.load_state_dict(state)
     monkeypatch.setattr(PatchWhitening, "fit", lambda *a: pytest.fail("a restored stem was refitted"))
     model._fit_whitening()  # restored: nothing to fit, and no data module needed
+
+
+# --- airbench's net details: conv/bn/head options, identity init ---------------------------------------------
+def test_conv_bias_and_batchnorm_options_build_what_they_say() -> None:
+    features, _ = build_features([{"conv": 8, "kernel": 3, "padding": "same", "bias": False},
+                                  {"bn": True, "momentum": 0.4, "eps": 1e-12, "learn_scale": False}], in_chans=3)
+    conv, bn = features[0], features[2]
+    assert conv.bias is None
+    assert bn.momentum == 0.4 and bn.eps == 1e-12
+    assert not bn.weight.requires_grad and bn.bias.requires_grad  # the scale frozen at 1, the shift trained
+    assert torch.equal(bn.weight, torch.ones(8))
+
+
+@pytest.mark.parametrize("spec, key", [({"bn": True, "momentum": 0.0}, "momentum"), ({"bn": True, "eps": -1}, "eps"),
+                                       ({"bn": True, "learn_scale": "no"}, "learn_scale"),
+                                       ({"conv": 4, "bias": 0}, "bias"), ({"bn": True, "affine": False}, "unknown")])
+def test_bad_block_options_are_refused_by_name(spec: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        build_features([spec], in_chans=3)
+
+
+def test_dirac_init_starts_each_conv_as_an_identity_on_its_inputs() -> None:
+    from lit_vision.models.convnet import ConvNet
+
+    net = ConvNet(3, [8, 8], 5, [{"conv": 6, "kernel": 3, "padding": "same", "act": "none"}], init="dirac")
+    conv = net.features[0]
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        out = conv(x)
+    assert torch.allclose(out[:, :3], x, atol=1e-6)  # the first in_channels filters pass the input through
+    assert not torch.allclose(out[:, 3:], torch.zeros_like(out[:, 3:]))  # the others keep PyTorch's random init
+
+
+def test_head_without_bias_and_with_a_logit_scale(make_cfg) -> None:
+    from lit_vision.models.convnet import ConvNet
+
+    net = ConvNet(3, [8, 8], 4, [{"conv": 4, "kernel": 3}], head={"hidden": [], "bias": False, "scale": 0.25})
+    x = torch.randn(2, 3, 8, 8)
+    assert net.classifier.bias is None
+    with torch.no_grad():
+        assert torch.allclose(net(x), 0.25 * net.classifier(net.forward_features(x)))
+    with pytest.raises(ConfigError, match="model.net.head.scale"):
+        ConvNet(3, [8, 8], 4, [{"conv": 4}], head={"scale": 0})
+
+
+# --- airbench's optimisation: norm-bias learning rate, triangle schedule, lookahead ----------------------------
+AIRBENCH_BN = ("model.net.features=[{conv: 8, kernel: 3, padding: same, bias: false, act: none},"
+               "{bn: true, learn_scale: false},{act: relu},{pool: 2}]")
+
+
+def test_norm_biases_train_at_a_scaled_learning_rate_with_unchanged_decay_per_step(make_cfg) -> None:
+    cfg = make_cfg("model=cnn", AIRBENCH_BN, "model.net.head.hidden=[]", "model.optimizer.name=sgd",
+                   "model.optimizer.lr=0.1", "model.optimizer.weight_decay=0.01",
+                   "model.optimizer.norm_bias_lr_scale=64")
+    model = build_classifier(cfg.model, build_datamodule(cfg))
+    groups = model.configure_optimizers().param_groups
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    bn = model.net.features[2]  # conv, its (identity) activation, bn
+    assert id(bn.weight) not in by_param  # frozen: not given to the optimizer
+    assert by_param[id(bn.bias)]["lr"] == pytest.approx(6.4)
+    assert by_param[id(bn.bias)]["lr"] * by_param[id(bn.bias)]["weight_decay"] == pytest.approx(0.1 * 0.01)
+    conv = model.net.features[0]
+    assert by_param[id(conv.weight)]["lr"] == pytest.approx(0.1) and by_param[id(conv.weight)]["weight_decay"] == 0.01
+    with pytest.raises(ConfigError, match="norm_bias_lr_scale"):
+        recipes.parameter_groups(model, 0.1, 0.0, norm_bias_lr_scale=0)
+
+
+def lrs_over(sched_factory, total: int = 100, group_lrs: tuple[float, ...] = (1.0,)) -> list[list[float]]:
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in group_lrs]
+    opt = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, group_lrs)])
+    sched = sched_factory(opt, total)
+    lrs = []
+    for _ in range(total + 1):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_triangle_schedule_rises_then_falls_linearly() -> None:
+    lrs = [g[0] for g in lrs_over(lambda o, n: recipes.triangle(o, n, 0.2, 0.25, 0.05))]
+    assert lrs[0] == pytest.approx(0.2) and lrs[25] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.05)
+    assert lrs[10] == pytest.approx(0.2 + 0.8 * 10 / 25)  # linear on the way up
+    assert lrs[50] == pytest.approx(1.0 - 0.95 * 25 / 75)  # and down
+    with pytest.raises(ConfigError, match="peak_at"):
+        recipes.triangle(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, peak_at=1.5)
+
+
+@pytest.mark.parametrize("schedule", [lambda o, n: recipes.warmup_cosine(o, n, 0.1, 0.05),
+                                      lambda o, n: recipes.triangle(o, n),
+                                      lambda o, n: torch.optim.lr_scheduler.OneCycleLR(
+                                          o, max_lr=[g["lr"] for g in o.param_groups], total_steps=n + 1)])
+def test_schedules_keep_each_groups_own_learning_rate(schedule) -> None:
+    for base, scaled in lrs_over(schedule, group_lrs=(0.1, 6.4)):
+        assert scaled == pytest.approx(64 * base)
+
+
+def test_a_triangle_run_trains(make_cfg) -> None:
+    record = run(make_cfg(*FAST, "model.optimizer.name=sgd", "model.optimizer.lr=0.1",
+                          "model.scheduler.name=triangle", "+model.scheduler.peak_at=0.5"))
+    assert math.isfinite(record["test/loss"])
+
+
+def test_lookahead_pulls_the_net_to_its_average_and_checkpoints_it(make_cfg) -> None:
+    from lit_vision.training.lookahead import Lookahead
+
+    cfg = make_cfg(*QUIET, "trainer.max_epochs=2", "model.lookahead={every: 1, start_epoch: 0, power: 0}")
+    (lookahead,) = [cb for cb in build_trainer(cfg).callbacks if isinstance(cb, Lookahead)]
+    assert (lookahead.every, lookahead.decay, lookahead.start_epoch) == (1, 0.95, 0)  # missing keys: airbench's
+    record = run(cfg)
+    ckpt = read_checkpoint(record["last_checkpoint"] if "last_checkpoint" in record else record["best_checkpoint"])
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("Lookahead")]
+    weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    for name, average in state["average"].items():
+        assert torch.equal(weights[name], average), name  # at an epoch's end the net is the average
+
+
+def test_lookahead_update_is_a_lerp_towards_the_net() -> None:
+    from lit_vision.training.lookahead import Lookahead
+
+    net = torch.nn.Linear(2, 1)
+    module = torch.nn.Module()
+    module.net = net
+    lookahead = Lookahead()
+    lookahead.average = {k: torch.zeros_like(v) for k, v in net.state_dict().items()}
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    lookahead._pull(module, 0.75)
+    for name, value in net.state_dict().items():
+        assert torch.allclose(value, 0.25 * before[name])  # 0.75 x average (0) + 0.25 x net, copied into the net
+        assert torch.equal(lookahead.average[name], value)
+
+
+@pytest.mark.parametrize("setting, key", [("{every: 0}", "every"), ("{decay: 1.0}", "decay"), ("{lr: 1}", "unknown"),
+                                          ("5", "lookahead")])
+def test_lookahead_settings_are_checked(make_cfg, setting: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        build_trainer(make_cfg(f"model.lookahead={setting}"))

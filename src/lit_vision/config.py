@@ -85,9 +85,10 @@ def _check_steps_per_execution(cfg: DictConfig) -> None:
     if int(OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1) or 1) != 1:
         raise ConfigError(f"trainer.accumulate_grad_batches > 1 is not applied with steps_per_execution > 1; set it "
                           f"to 1 {fix}")
-    if OmegaConf.select(cfg, "model.ema_decay", default=None) is not None:
-        raise ConfigError(f"model.ema_decay averages after every Lightning step, which steps_per_execution > 1 makes "
-                          f"a group of steps; remove it {fix}")
+    for averaging in ("ema_decay", "lookahead"):
+        if OmegaConf.select(cfg, f"model.{averaging}", default=None) is not None:
+            raise ConfigError(f"model.{averaging} averages after every Lightning step, which steps_per_execution > 1 "
+                              f"makes a group of steps; remove it {fix}")
     every = OmegaConf.select(cfg, "callbacks.last_checkpoint.every_n_train_steps", default=None)
     if every is not None and int(every) % steps:
         raise ConfigError(f"callbacks.last_checkpoint.every_n_train_steps={every} is not a multiple of "

@@ -2,14 +2,15 @@
 
 ``features`` is a list of one-key dicts, applied in order::
 
-    - {conv: 32, kernel: 3, padding: same, act: relu}   # Conv2d (+ activation)
-    - {bn: true}                                        # BatchNorm2d
+    - {conv: 32, kernel: 3, padding: same, act: relu}   # Conv2d (+ activation); bias: false drops its bias
+    - {bn: true}                                        # BatchNorm2d; momentum, eps, learn_scale: false (airbench)
     - {pool: 2, stride: 1, type: max}                   # MaxPool2d / AvgPool2d
     - {dropout: 0.2}                                    # SpatialDropout2D (Dropout2d)
     - {act: gelu}                                       # an activation on its own (conv → pool → bn → act)
     - {whiten: 24, kernel: 2, eps: 5.0e-4, act: gelu}   # airbench's frozen patch-whitening conv (whitening.py)
 
-then flatten and a dense head: ``head: {hidden: [256], dropout: 0.5, input_dropout: 0.5, batchnorm: false}``.
+then flatten and a dense head: ``head: {hidden: [256], dropout: 0.5, input_dropout: 0.5, batchnorm: false}``;
+airbench's head is ``{bias: false, scale: 0.111}`` (no output bias, logits times 1/9).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from lit_vision.models.whitening import PatchWhitening
 
 #: the keys each block kind and the head take (anything else is a typo and refused)
 #: (checked in this order: a block is the first kind whose key it has, so ``act`` alone comes last)
-BLOCK_KEYS = {"conv": {"conv", "kernel", "stride", "padding", "act"}, "whiten": {"whiten", "kernel", "eps", "act"},
-              "pool": {"pool", "stride", "type"}, "bn": {"bn"}, "dropout": {"dropout"}, "act": {"act"}}
-HEAD_KEYS = {"hidden", "dropout", "input_dropout", "batchnorm", "act"}
+BLOCK_KEYS = {"conv": {"conv", "kernel", "stride", "padding", "act", "bias"},
+              "whiten": {"whiten", "kernel", "eps", "act"}, "pool": {"pool", "stride", "type"},
+              "bn": {"bn", "momentum", "eps", "learn_scale"}, "dropout": {"dropout"}, "act": {"act"}}
+HEAD_KEYS = {"hidden", "dropout", "input_dropout", "batchnorm", "act", "bias", "scale"}
 
 
 def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
@@ -44,9 +46,30 @@ def _conv(spec: Mapping[str, Any], in_ch: int) -> tuple[list[nn.Module], int]:
     if padding not in ("same", "valid") and not isinstance(padding, int):
         raise ConfigError(f"conv padding must be same, valid or an int, got {padding!r}")
     layers = [nn.Conv2d(in_ch, out_ch, int(spec.get("kernel", 3)), stride=int(spec.get("stride", 1)),
-                        padding=padding if padding != "valid" else 0)]
+                        padding=padding if padding != "valid" else 0, bias=_flag(spec, "bias", True, "conv"))]
     layers.append(activation(spec.get("act", "relu")))
     return layers, out_ch
+
+
+def _flag(spec: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"model.net: {where} {dict(spec)}: {key}={value!r} must be true or false")
+    return value
+
+
+def _batchnorm(spec: Mapping[str, Any], ch: int) -> nn.BatchNorm2d:
+    """``{bn: true, momentum: 0.1, eps: 1e-5, learn_scale: true}`` (PyTorch's defaults). airbench freezes the scale
+    at 1 (``learn_scale: false``: the conv before it sets the scale) and uses momentum 0.4, eps 1e-12."""
+    momentum, eps = spec.get("momentum", 0.1), spec.get("eps", 1e-5)
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 < momentum <= 1.0:
+        raise ConfigError(f"model.net: bn {dict(spec)}: momentum={momentum!r} must be in (0, 1] (PyTorch's meaning: "
+                          "the weight of the new batch in the running statistics)")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
+        raise ConfigError(f"model.net: bn {dict(spec)}: eps={eps!r} must be a number > 0")
+    bn = nn.BatchNorm2d(ch, eps=float(eps), momentum=float(momentum))
+    bn.weight.requires_grad_(_flag(spec, "learn_scale", True, "bn"))
+    return bn
 
 
 def _pool(spec: Mapping[str, Any]) -> nn.Module:
@@ -73,7 +96,7 @@ def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> t
         elif kind == "pool":
             layers.append(_pool(spec))
         elif kind == "bn":
-            layers.append(nn.BatchNorm2d(ch))
+            layers.append(_batchnorm(spec, ch))
         elif kind == "dropout":
             layers.append(nn.Dropout2d(float(spec["dropout"])))
         elif kind == "whiten":
@@ -101,10 +124,14 @@ class ConvNet(nn.Module):
         _check_keys("head", head, HEAD_KEYS)
         stack = dense_stack(flat, head.get("hidden", []), num_outputs, float(head.get("dropout", 0.0)),
                             float(head.get("input_dropout", 0.0)), bool(head.get("batchnorm", False)),
-                            head.get("act", "relu"))
+                            head.get("act", "relu"), output_bias=_flag(head, "bias", True, "head"))
         self.head = nn.Sequential(nn.Flatten(), *list(stack)[:-1])
         self.classifier = stack[-1]
         self.num_features = self.classifier.in_features
+        scale = head.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+            raise ConfigError(f"model.net.head.scale={scale!r} must be a number > 0 (the logits are multiplied by it)")
+        self.logit_scale = float(scale)
         init_weights(self, init)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,4 +139,5 @@ class ConvNet(nn.Module):
         return self.head(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
+        logits = self.classifier(self.forward_features(x))
+        return logits * self.logit_scale if self.logit_scale != 1.0 else logits

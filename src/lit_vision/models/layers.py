@@ -39,7 +39,8 @@ class Dropout(nn.Dropout):
 
 
 def dense_stack(in_features: int, hidden: Sequence[int], num_outputs: int, dropout: float = 0.0,
-                input_dropout: float = 0.0, batchnorm: bool = False, act: str = "relu") -> nn.Sequential:
+                input_dropout: float = 0.0, batchnorm: bool = False, act: str = "relu",
+                output_bias: bool = True) -> nn.Sequential:
     """[Dropout] → (for each hidden width: [BatchNorm] → Linear → act → [Dropout]) → Linear(num_outputs).
 
     ``batchnorm`` puts a BatchNorm1d before each hidden dense layer (notebook 002's "BN before dense").
@@ -55,16 +56,28 @@ def dense_stack(in_features: int, hidden: Sequence[int], num_outputs: int, dropo
         if dropout:
             layers.append(Dropout(dropout))
         width = int(h)
-    layers.append(nn.Linear(width, num_outputs))
+    layers.append(nn.Linear(width, num_outputs, bias=output_bias))
     return nn.Sequential(*layers)
 
 
+INIT_SCHEMES = ("glorot", "torch", "dirac")
+
+
 def init_weights(module: nn.Module, scheme: str = "glorot") -> None:
-    """``glorot``: Keras defaults (Glorot-uniform weights, zero bias) to match the notebooks; ``torch``: keep."""
+    """``glorot``: Keras defaults (Glorot-uniform weights, zero bias) to match the notebooks; ``torch``: keep
+    PyTorch's; ``dirac``: PyTorch's, then airbench's identity start — in every conv, the first ``in_channels``
+    filters pass their input through unchanged (an implicit residual connection at step 0), and biases are zero."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
     if scheme == "torch":
         return
-    if scheme != "glorot":
-        raise ValueError(f"unknown init {scheme!r}; choose glorot or torch")
+    if scheme == "dirac":
+        for m in module.modules():
+            if type(m) is nn.Conv2d:  # not subclasses such as the whitening stem, whose filters are fitted
+                nn.init.dirac_(m.weight.data[:m.in_channels])
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        return
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(m.weight)

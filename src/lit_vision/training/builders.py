@@ -17,6 +17,7 @@ from lit_vision.tracking import mlflow_loggers
 from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
 from lit_vision.training.distributed import device_overrides
+from lit_vision.training.lookahead import lookahead_from_config
 from lit_vision.training.requeue import DeferredRequeue
 
 log = logging.getLogger(__name__)
@@ -97,14 +98,19 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 def weight_averaging(cfg: DictConfig) -> list[L.Callback]:
     """``model.ema_decay``: an exponential moving average of the weights (Lightning's EMAWeightAveraging),
-    used for validation, written to the checkpoints (so best.ckpt and the test use it) and kept at the end."""
+    used for validation, written to the checkpoints (so best.ckpt and the test use it) and kept at the end;
+    ``model.lookahead``: airbench's lookahead (training/lookahead.py), which pulls the net itself to its average."""
+    settings = OmegaConf.select(cfg, "model.lookahead", default=None)
+    lookahead = lookahead_from_config(OmegaConf.to_container(settings) if isinstance(settings, DictConfig)
+                                      else settings)
+    averaging: list[L.Callback] = [lookahead] if lookahead else []
     decay = OmegaConf.select(cfg, "model.ema_decay", default=None)
     if decay is None:
-        return []
+        return averaging
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < float(decay) < 1.0:
         raise ConfigError(f"model.ema_decay={decay!r} must be a number strictly between 0 and 1 (e.g. 0.999), "
                           "or null for no averaging")
-    return [EMAWeightAveraging(decay=float(decay))]
+    return [*averaging, EMAWeightAveraging(decay=float(decay))]
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:

@@ -26,7 +26,7 @@ from lit_vision.training.metrics import classification_metrics, confusion_matrix
 LOSSES = ("ce", "bce", "mse")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
               "sgd": torch.optim.SGD}
-SCHEDULERS = ("none", "plateau", "cosine", "warmup_cosine", "onecycle")
+SCHEDULERS = ("none", "plateau", "cosine", "warmup_cosine", "triangle", "onecycle")
 
 
 class NonFiniteLossError(LitVisionError, RuntimeError):
@@ -330,8 +330,9 @@ class ImageClassifier(L.LightningModule):
     def configure_optimizers(self) -> Any:
         opt_cfg = dict(self.hparams.optimizer)
         name = opt_cfg.pop("name")
-        params = recipes.parameter_groups(self, float(opt_cfg.get("weight_decay", 0.0)),
-                                          bool(opt_cfg.pop("decay_norms_and_biases", True)))
+        params = recipes.parameter_groups(self, float(opt_cfg["lr"]), float(opt_cfg.pop("weight_decay", 0.0)),
+                                          bool(opt_cfg.pop("decay_norms_and_biases", True)),
+                                          float(opt_cfg.pop("norm_bias_lr_scale", 1.0)))
         optimizer = OPTIMIZERS[name](params, **opt_cfg)
         sched_cfg = dict(self.hparams.scheduler)
         kind = sched_cfg.pop("name", "none")
@@ -343,12 +344,14 @@ class ImageClassifier(L.LightningModule):
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "monitor": monitor}}
         if kind == "warmup_cosine":
             sched = recipes.warmup_cosine(optimizer, self.planned_optimizer_steps(), **sched_cfg)
+        elif kind == "triangle":
+            sched = recipes.triangle(optimizer, self.planned_optimizer_steps(), **sched_cfg)
         elif kind == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(
                 optimizer, T_max=self.planned_optimizer_steps(), **sched_cfg)
         else:  # onecycle
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=opt_cfg["lr"], total_steps=self.planned_optimizer_steps(),
+                optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=self.planned_optimizer_steps(),
                 **sched_cfg)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
