@@ -73,8 +73,9 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=$DBD_PORT
 JobCompType=jobcomp/none
-# a short cluster: seconds, not minutes, between SIGTERM and SIGKILL, and a quick scheduler
-KillWait=5
+# SLURM's default 30 s between SIGTERM and SIGKILL (a requeued step needs a few to exit cleanly: with 5 s a
+# loaded machine killed it mid-exit and submitit read the job as FAILED), and a quick scheduler
+KillWait=30
 MinJobAge=60
 SchedulerParameters=sched_interval=2
 ReturnToService=2

@@ -96,6 +96,9 @@ class DeferredRequeue(Callback):
         if trainer.world_size > 1:
             requeued = bool(trainer.strategy.broadcast(requeued, src=0))
         if requeued:
+            # SLURM now ends the job step with SIGTERM: leave with exit code 0 whatever its timing. A step killed
+            # mid-exit ("task 0: Terminated") has made submitit read the job as FAILED and give up on it.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             for logger in trainer.loggers:
                 logger.finalize("requeued")
             raise Requeued(0)
