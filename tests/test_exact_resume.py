@@ -126,9 +126,15 @@ def history_without_times(run_dir: Path) -> list[dict[str, float]]:
             for row in read_history(run_dir / "history.csv")]
 
 
-@pytest.mark.parametrize("on_device", ["false", "true"])  # a DataLoader, or batches sliced on the device
-def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(make_cfg, tmp_path: Path, on_device: str) -> None:
-    recorder = ["+callbacks.record._target_=test_exact_resume.RecordBatches", f"data.on_device={on_device}"]
+LOOKAHEAD = ["model.lookahead={every: 3, start_epoch: 0, power: 0}"]  # its running average is checkpointed too
+
+
+# a DataLoader, or batches sliced on the device; and with lookahead, whose average must survive the interruption
+@pytest.mark.parametrize("on_device, extra", [("false", []), ("true", []), ("true", LOOKAHEAD)],
+                         ids=["dataloader", "device", "device-lookahead"])
+def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(make_cfg, tmp_path: Path, on_device: str,
+                                                            extra: list[str]) -> None:
+    recorder = ["+callbacks.record._target_=test_exact_resume.RecordBatches", f"data.on_device={on_device}", *extra]
     SEEN.clear()
     whole = make_cfg(*RANDOM_TRAINING, *recorder)
     run(whole)
