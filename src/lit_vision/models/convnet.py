@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lit_vision.checks import positive_number
 from lit_vision.errors import ConfigError
 from lit_vision.models.layers import activation, dense_stack, init_weights
 from lit_vision.models.registry import register_model
@@ -40,35 +41,35 @@ def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None
         raise ConfigError(f"model.net.{where} {dict(given)} has unknown key(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-def _conv(spec: Mapping[str, Any], in_ch: int) -> tuple[list[nn.Module], int]:
+def _conv(spec: Mapping[str, Any], in_ch: int, where: str) -> tuple[list[nn.Module], int]:
     out_ch = int(spec["conv"])
     padding = spec.get("padding", "valid")
     if padding not in ("same", "valid") and not isinstance(padding, int):
         raise ConfigError(f"conv padding must be same, valid or an int, got {padding!r}")
     layers = [nn.Conv2d(in_ch, out_ch, int(spec.get("kernel", 3)), stride=int(spec.get("stride", 1)),
-                        padding=padding if padding != "valid" else 0, bias=_flag(spec, "bias", True, "conv"))]
+                        padding=padding if padding != "valid" else 0, bias=_flag(spec, "bias", True, where))]
     layers.append(activation(spec.get("act", "relu")))
     return layers, out_ch
 
 
 def _flag(spec: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    """``spec[key]`` (``default`` when absent), which must be true or false; ``where`` is the block's dotted key."""
     value = spec.get(key, default)
     if not isinstance(value, bool):
-        raise ConfigError(f"model.net: {where} {dict(spec)}: {key}={value!r} must be true or false")
+        raise ConfigError(f"{where}.{key}={value!r} must be true or false")
     return value
 
 
-def _batchnorm(spec: Mapping[str, Any], ch: int) -> nn.BatchNorm2d:
+def _batchnorm(spec: Mapping[str, Any], ch: int, where: str) -> nn.BatchNorm2d:
     """``{bn: true, momentum: 0.1, eps: 1e-5, learn_scale: true}`` (PyTorch's defaults). airbench freezes the scale
     at 1 (``learn_scale: false``: the conv before it sets the scale) and uses momentum 0.4, eps 1e-12."""
-    momentum, eps = spec.get("momentum", 0.1), spec.get("eps", 1e-5)
+    momentum = spec.get("momentum", 0.1)
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 < momentum <= 1.0:
-        raise ConfigError(f"model.net: bn {dict(spec)}: momentum={momentum!r} must be in (0, 1] (PyTorch's meaning: "
-                          "the weight of the new batch in the running statistics)")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
-        raise ConfigError(f"model.net: bn {dict(spec)}: eps={eps!r} must be a number > 0")
-    bn = nn.BatchNorm2d(ch, eps=float(eps), momentum=float(momentum))
-    bn.weight.requires_grad_(_flag(spec, "learn_scale", True, "bn"))
+        raise ConfigError(f"{where}.momentum={momentum!r} must be in (0, 1] (PyTorch's meaning: the weight of the "
+                          "new batch in the running statistics)")
+    eps = positive_number(spec.get("eps", 1e-5), f"{where}.eps")
+    bn = nn.BatchNorm2d(ch, eps=eps, momentum=float(momentum))
+    bn.weight.requires_grad_(_flag(spec, "learn_scale", True, where))
     return bn
 
 
@@ -90,13 +91,14 @@ def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> t
         if kind is None:
             raise ConfigError(f"model.net.features.{i}: unknown block {spec}; use one of {list(BLOCK_KEYS)}")
         _check_keys(f"features.{i}", spec, BLOCK_KEYS[kind])
+        where = f"model.net.features.{i}"
         if kind == "conv":
-            new, ch = _conv(spec, ch)
+            new, ch = _conv(spec, ch, where)
             layers += new
         elif kind == "pool":
             layers.append(_pool(spec))
         elif kind == "bn":
-            layers.append(_batchnorm(spec, ch))
+            layers.append(_batchnorm(spec, ch, where))
         elif kind == "dropout":
             layers.append(nn.Dropout2d(float(spec["dropout"])))
         elif kind == "whiten":
@@ -124,14 +126,11 @@ class ConvNet(nn.Module):
         _check_keys("head", head, HEAD_KEYS)
         stack = dense_stack(flat, head.get("hidden", []), num_outputs, float(head.get("dropout", 0.0)),
                             float(head.get("input_dropout", 0.0)), bool(head.get("batchnorm", False)),
-                            head.get("act", "relu"), output_bias=_flag(head, "bias", True, "head"))
+                            head.get("act", "relu"), output_bias=_flag(head, "bias", True, "model.net.head"))
         self.head = nn.Sequential(nn.Flatten(), *list(stack)[:-1])
         self.classifier = stack[-1]
         self.num_features = self.classifier.in_features
-        scale = head.get("scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
-            raise ConfigError(f"model.net.head.scale={scale!r} must be a number > 0 (the logits are multiplied by it)")
-        self.logit_scale = float(scale)
+        self.logit_scale = positive_number(head.get("scale", 1.0), "model.net.head.scale")  # logits x scale
         init_weights(self, init)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lit_vision.checks import fraction, non_negative_number, positive_int
 from lit_vision.errors import ConfigError
 
 #: ``model.lookahead`` keys and airbench94's values for them
@@ -75,14 +76,9 @@ def lookahead_from_config(settings: Mapping[str, Any] | None) -> Lookahead | Non
     if unknown:
         raise ConfigError(f"model.lookahead has unknown key(s) {unknown}; allowed: {sorted(LOOKAHEAD_DEFAULTS)}")
     values = {**LOOKAHEAD_DEFAULTS, **settings}
-    for key in ("every", "start_epoch"):
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "every" else 0):
-            raise ConfigError(f"model.lookahead.{key}={value!r} must be a whole number "
-                              f"{'>= 1' if key == 'every' else '>= 0'}")
-    decay, power = values["decay"], values["power"]
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
-        raise ConfigError(f"model.lookahead.decay={decay!r} must be a number strictly between 0 and 1")
-    if isinstance(power, bool) or not isinstance(power, (int, float)) or power < 0:
-        raise ConfigError(f"model.lookahead.power={power!r} must be a number >= 0")
-    return Lookahead(**values)
+    start = values["start_epoch"]
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ConfigError(f"model.lookahead.start_epoch={start!r} must be a whole number >= 0")
+    return Lookahead(every=positive_int(values["every"], "model.lookahead.every"),
+                     decay=fraction(values["decay"], "model.lookahead.decay"),
+                     power=non_negative_number(values["power"], "model.lookahead.power"), start_epoch=start)
