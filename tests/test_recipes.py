@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from conftest import FAST
+from omegaconf import OmegaConf
 
 from lit_vision.errors import ConfigError
 from lit_vision.models.convnet import build_features
@@ -181,6 +182,16 @@ def test_a_run_fits_the_whitening_stem_on_its_training_images_once(make_cfg, mon
     model.load_state_dict(state)
     monkeypatch.setattr(PatchWhitening, "fit", lambda *a: pytest.fail("a restored stem was refitted"))
     model._fit_whitening()  # restored: nothing to fit, and no data module needed
+
+
+@pytest.mark.parametrize("model", ["airbench", "airbench94"])
+@pytest.mark.parametrize("stem, first_layer", [("whiten", PatchWhitening), ("conv", torch.nn.Conv2d)])
+def test_the_stem_switch_picks_the_first_block(make_cfg, model: str, stem: str, first_layer: type) -> None:
+    cfg = make_cfg(f"model={model}", f"model.stem={stem}")
+    specs = OmegaConf.to_container(cfg.model.net.features, resolve=True)
+    features, _ = build_features(specs, in_chans=3)
+    assert type(features[0]) is first_layer
+    assert features[0].weight.requires_grad == (stem == "conv")  # learned 2x2 conv vs frozen whitening filters
 
 
 # --- airbench's net details: conv/bn/head options, identity init ---------------------------------------------
