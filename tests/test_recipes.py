@@ -207,7 +207,8 @@ def test_conv_bias_and_batchnorm_options_build_what_they_say() -> None:
 
 @pytest.mark.parametrize("spec, key", [({"bn": True, "momentum": 0.0}, "momentum"), ({"bn": True, "eps": -1}, "eps"),
                                        ({"bn": True, "learn_scale": "no"}, "learn_scale"),
-                                       ({"conv": 4, "bias": 0}, "bias"), ({"bn": True, "affine": False}, "unknown")])
+                                       ({"conv": 4, "bias": 0}, "bias"), ({"bn": True, "affine": False}, "unknown"),
+                                       ({"conv": 4, "padding": "full"}, r"model\.net\.features\.0\.padding='full'")])
 def test_bad_block_options_are_refused_by_name(spec: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         build_features([spec], in_chans=3)
@@ -325,7 +326,8 @@ def test_lookahead_update_is_a_lerp_towards_the_net() -> None:
 
 
 @pytest.mark.parametrize("setting, key", [("{every: 0}", "every"), ("{decay: 1.0}", "decay"), ("{lr: 1}", "unknown"),
-                                          ("5", "lookahead")])
+                                          ("{start_epoch: -1}", "model.lookahead.start_epoch"),
+                                          ("{power: -1}", "model.lookahead.power"), ("5", "lookahead")])
 def test_lookahead_settings_are_checked(make_cfg, setting: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         build_trainer(make_cfg(f"model.lookahead={setting}"))

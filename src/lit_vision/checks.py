@@ -18,6 +18,12 @@ def positive_int(value: Any, key: str) -> int:
     return int(value)
 
 
+def non_negative_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"{key}={value!r} must be an integer >= 0; set it with {key}=<value>")
+    return int(value)
+
+
 def positive_int_or_auto(value: Any, key: str) -> int | str:
     """``auto`` (the code decides) or an integer >= 1."""
     return value if value == "auto" else positive_int(value, key)

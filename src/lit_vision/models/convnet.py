@@ -45,7 +45,7 @@ def _conv(spec: Mapping[str, Any], in_ch: int, where: str) -> tuple[list[nn.Modu
     out_ch = int(spec["conv"])
     padding = spec.get("padding", "valid")
     if padding not in ("same", "valid") and not isinstance(padding, int):
-        raise ConfigError(f"conv padding must be same, valid or an int, got {padding!r}")
+        raise ConfigError(f"{where}.padding={padding!r} must be same, valid or an integer")
     layers = [nn.Conv2d(in_ch, out_ch, int(spec.get("kernel", 3)), stride=int(spec.get("stride", 1)),
                         padding=padding if padding != "valid" else 0, bias=_flag(spec, "bias", True, where))]
     layers.append(activation(spec.get("act", "relu")))

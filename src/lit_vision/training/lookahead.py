@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lit_vision.checks import fraction, non_negative_number, positive_int
+from lit_vision.checks import fraction, non_negative_int, non_negative_number, positive_int
 from lit_vision.errors import ConfigError
 
 #: ``model.lookahead`` keys and airbench94's values for them
@@ -76,9 +76,7 @@ def lookahead_from_config(settings: Mapping[str, Any] | None) -> Lookahead | Non
     if unknown:
         raise ConfigError(f"model.lookahead has unknown key(s) {unknown}; allowed: {sorted(LOOKAHEAD_DEFAULTS)}")
     values = {**LOOKAHEAD_DEFAULTS, **settings}
-    start = values["start_epoch"]
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ConfigError(f"model.lookahead.start_epoch={start!r} must be a whole number >= 0")
     return Lookahead(every=positive_int(values["every"], "model.lookahead.every"),
                      decay=fraction(values["decay"], "model.lookahead.decay"),
-                     power=non_negative_number(values["power"], "model.lookahead.power"), start_epoch=start)
+                     power=non_negative_number(values["power"], "model.lookahead.power"),
+                     start_epoch=non_negative_int(values["start_epoch"], "model.lookahead.start_epoch"))
