@@ -78,6 +78,20 @@ def test_every_reference_figure_is_printed_in_the_shared_docs() -> None:
                 assert all(f"{v:.4f}" in keras_doc for v in values), f"references.{key}.keras.{metric}={values}"
 
 
+@pytest.mark.skipif(not (SHARED_DOCS.parent / "seeds").is_dir(), reason=f"no {SHARED_DOCS.parent / 'seeds'}")
+def test_every_row_figure_is_printed_in_its_notebook() -> None:
+    """A row's own figures (a shorter budget compared at the same epoch) are copied from the notebook's printout."""
+    notebooks = {p.name[:3]: p.read_text() for p in (SHARED_DOCS.parent / "seeds").glob("*.txt")}
+    settings = spec()
+    figures = [(name, metric, value, settings["references"][row["reference"]]["title"][:3])
+               for name, row in settings["rows"].items() for metric, value in (row.get("notebook") or {}).items()
+               if value is not None]
+    assert figures, "no row has its own notebook figures any more: drop this test"
+    for name, metric, value, notebook in figures:
+        printed = {"val_acc_last": "val_accuracy: ", "train_acc_last": "- accuracy: "}[metric] + str(value)
+        assert printed in notebooks[notebook], f"rows.{name}.notebook.{metric}={value}: {printed!r} is not printed"
+
+
 def test_a_row_naming_an_unknown_reference_or_metric_is_refused() -> None:
     with pytest.raises(ConfigError, match="rows.mnist_cnn.reference='nope'"):
         plan.load_rows(spec(**{"rows.mnist_cnn.reference": "nope"}))

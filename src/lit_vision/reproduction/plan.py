@@ -37,7 +37,7 @@ class Row:
     needs: str | None
     before: tuple[str, ...]
     note: str | None
-    notebook: Mapping[str, float]
+    notebook: Mapping[str, float | None]
 
     @property
     def tabled(self) -> bool:
