@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -278,6 +280,20 @@ def test_a_shorter_row_compares_its_last_epoch_with_its_own_notebook_figure(tmp_
     assert line_of(text, "fashion_cnn")[2:8] == ["acc", "0.909", "–", "0.9000 (1)", "✗", "3"]
 
 
+def test_a_float32_metric_equal_to_the_reference_reaches_it_one_step_below_does_not() -> None:
+    """0.904 logged as float32 (0.90399998) ties the notebook's 0.904; 0.9039 is below it."""
+    stored = float(as_float32(0.904))
+    assert stored < 0.904
+    assert tables.beats([stored], 0.904, None) == "✓"
+    assert tables.beats([0.9039], 0.904, None) == "✗"
+    assert tables.beats([0.909], 0.904, [0.92, 0.90]) == "✗" and tables.beats([0.911], 0.904, [0.92, 0.90]) == "✓"
+
+
+def as_float32(value: float) -> float:
+    """``value`` rounded to float32, as a logged metric is."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
 def test_quick_tables_say_so_and_never_mix_budgets(rows: dict[str, plan.Row], tmp_path: Path) -> None:
     fake_run(tmp_path, "mnist_cnn", 1, {"test/acc": 0.99}, budget="quick")
     found = tables.read_all(list(rows.values()), tmp_path)
@@ -337,6 +353,30 @@ def test_the_command_writes_tables_without_importing_torch_or_lightning(tmp_path
     assert "heavy: False" in res.stdout
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| `mnist_cnn` | 003 MNIST CNN | acc | 0.9914 | – | not run |" in table
+
+
+RECORDS = REPO_ROOT / "outputs" / "reproduce" / "full"
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2})?")
+
+
+def block_text(path: Path) -> str:
+    """The lines between a file's reproduce markers."""
+    lines = path.read_text().splitlines()
+    begin = next(i for i, line in enumerate(lines) if line.startswith(markers.BEGIN))
+    return "\n".join(lines[begin + 1:lines.index(markers.END)])
+
+
+@pytest.mark.skipif(not any(RECORDS.glob("*/seed*/metrics.json")), reason=f"no run records in {RECORDS}")
+def test_the_committed_tables_are_what_the_committed_run_records_give() -> None:
+    """No number typed by hand: the blocks of docs/results.md and README.md are what the run records committed under
+    outputs/reproduce/full give (all but the generation date), so a hand edit or a stale table fails here."""
+    settings = spec()
+    found = tables.read_all(list(plan.load_rows(settings).values()), RECORDS)
+    expected = {REPO_ROOT / "docs" / "results.md": tables.results_section(found, settings, "full", RECORDS),
+                REPO_ROOT / "README.md": tables.readme_section(found, settings, "full")}
+    for path, section in expected.items():
+        assert DATE.sub("<date>", block_text(path)) == DATE.sub("<date>", section.strip()), (
+            f"{path.name}: its table is not what the run records give; python -m lit_vision.reproduce run=false")
 
 
 # --- markers -------------------------------------------------------------------------------------------------

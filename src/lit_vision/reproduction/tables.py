@@ -28,6 +28,8 @@ from lit_vision.seeds import mean_std, mean_std_text, numbers, stat_cell
 #: where a run's last history.csv row sits in its record (metric keys ``last_epoch.<column>``)
 LAST_EPOCH = "last_epoch"
 SEED_DIR = re.compile(r"seed(-?\d+)$")
+#: float32 rounding of a metric near 1 (its spacing there is 6e-8): closer to a reference than this is a tie
+TIE = 1e-6
 DASH = "–"
 QUICK_WARNING = ("> **budget=quick: a smoke test of the machinery (one epoch of a few batches), not results.** "
                  "Never quote these numbers; the real tables come from `python -m lit_vision.reproduce` "
@@ -114,13 +116,16 @@ def lit_cell(values: Sequence[Any], empty: str) -> str:
 
 
 def beats(values: Sequence[Any], notebook: float | None, keras: Sequence[float] | None) -> str:
-    """✓ when the mean is at or above the higher of the two references, ✗ below; blank without a value or reference."""
+    """✓ when the mean is at or above the higher of the two references, ✗ below; blank without a value or reference.
+
+    Metrics are logged as float32, so a validation accuracy of exactly 0.904 is stored as 0.90399998: a mean within
+    float32 rounding (``TIE``) of the reference counts as reaching it."""
     refs = [float(notebook)] if notebook is not None else []
     refs += [mean_std(numbers(keras))[0]] if numbers(keras or []) else []
     nums = numbers(values)
     if not nums or not refs:
         return ""
-    return "✓" if mean_std(nums)[0] >= max(refs) else "✗"
+    return "✓" if mean_std(nums)[0] >= max(refs) - TIE else "✗"
 
 
 def epochs_cell(records: Sequence[Mapping[str, Any]]) -> str:
