@@ -50,7 +50,7 @@ from lit_vision.runner import execute
 from lit_vision.train import run as train_run
 from lit_vision.training import hardware
 from lit_vision.training.builders import build_classifier, build_datamodule
-from lit_vision.training.classifier import OPTIMIZERS
+from lit_vision.training.optim import create_optimizer
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -156,8 +156,7 @@ class PlainLoop:
         net = model.net.train()
         memory = torch.channels_last if variant in ("channels_last", "compiled") else torch.contiguous_format
         net = net.to(memory_format=memory)
-        opt_cfg = OmegaConf.to_container(self.model_cfg.optimizer)
-        optimizer = OPTIMIZERS[opt_cfg.pop("name")](net.parameters(), **opt_cfg)
+        optimizer = create_optimizer(net, OmegaConf.to_container(self.model_cfg.optimizer))
         forward = torch.compile(net) if variant == "compiled" else net
         return forward, net, optimizer, (model.mean, model.std, memory)
 

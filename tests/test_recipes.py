@@ -13,7 +13,7 @@ from lit_vision.errors import ConfigError
 from lit_vision.models.convnet import build_features
 from lit_vision.models.whitening import PatchWhitening
 from lit_vision.train import run
-from lit_vision.training import recipes
+from lit_vision.training import optim, recipes
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
 from lit_vision.training.checkpoints import read_checkpoint
 
@@ -78,7 +78,7 @@ def test_tta_settings_are_checked() -> None:
 # --- optimisation --------------------------------------------------------------------------------------------
 def test_warmup_then_cosine() -> None:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = recipes.warmup_cosine(opt, total_steps=100, warmup_fraction=0.1, min_lr_fraction=0.05)
+    sched = optim.warmup_cosine(opt, total_steps=100, warmup_fraction=0.1, min_lr_fraction=0.05)
     lrs = []
     for _ in range(100):
         lrs.append(opt.param_groups[0]["lr"])
@@ -257,7 +257,7 @@ def test_norm_biases_train_at_a_scaled_learning_rate_with_unchanged_decay_per_st
     conv = model.net.features[0]
     assert by_param[id(conv.weight)]["lr"] == pytest.approx(0.1) and by_param[id(conv.weight)]["weight_decay"] == 0.01
     with pytest.raises(ConfigError, match="norm_bias_lr_scale"):
-        recipes.parameter_groups(model, 0.1, 0.0, norm_bias_lr_scale=0)
+        optim.parameter_groups(model, 0.1, 0.0, norm_bias_lr_scale=0)
 
 
 def lrs_over(sched_factory, total: int = 100, group_lrs: tuple[float, ...] = (1.0,)) -> list[list[float]]:
@@ -273,16 +273,16 @@ def lrs_over(sched_factory, total: int = 100, group_lrs: tuple[float, ...] = (1.
 
 
 def test_triangle_schedule_rises_then_falls_linearly() -> None:
-    lrs = [g[0] for g in lrs_over(lambda o, n: recipes.triangle(o, n, 0.2, 0.25, 0.05))]
+    lrs = [g[0] for g in lrs_over(lambda o, n: optim.triangle(o, n, 0.2, 0.25, 0.05))]
     assert lrs[0] == pytest.approx(0.2) and lrs[25] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.05)
     assert lrs[10] == pytest.approx(0.2 + 0.8 * 10 / 25)  # linear on the way up
     assert lrs[50] == pytest.approx(1.0 - 0.95 * 25 / 75)  # and down
     with pytest.raises(ConfigError, match="peak_at"):
-        recipes.triangle(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, peak_at=1.5)
+        optim.triangle(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, peak_at=1.5)
 
 
-@pytest.mark.parametrize("schedule", [lambda o, n: recipes.warmup_cosine(o, n, 0.1, 0.05),
-                                      lambda o, n: recipes.triangle(o, n),
+@pytest.mark.parametrize("schedule", [lambda o, n: optim.warmup_cosine(o, n, 0.1, 0.05),
+                                      lambda o, n: optim.triangle(o, n),
                                       lambda o, n: torch.optim.lr_scheduler.OneCycleLR(
                                           o, max_lr=[g["lr"] for g in o.param_groups], total_steps=n + 1)])
 def test_schedules_keep_each_groups_own_learning_rate(schedule) -> None:

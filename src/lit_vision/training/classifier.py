@@ -16,17 +16,13 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
-from lit_vision.checks import non_negative_number, positive_number
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.registry import canonical_spec, create_net
 from lit_vision.models.whitening import PatchWhitening
-from lit_vision.training import epoch_state, recipes
+from lit_vision.training import epoch_state, optim, recipes
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
 
 LOSSES = ("ce", "bce", "mse")
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
-              "sgd": torch.optim.SGD}
-SCHEDULERS = ("none", "plateau", "cosine", "warmup_cosine", "triangle", "onecycle")
 
 
 class NonFiniteLossError(LitVisionError, RuntimeError):
@@ -328,32 +324,9 @@ class ImageClassifier(L.LightningModule):
 
     # --- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        opt_cfg = dict(self.hparams.optimizer)
-        name = opt_cfg.pop("name")
-        params = recipes.parameter_groups(self, float(opt_cfg["lr"]), float(opt_cfg.pop("weight_decay", 0.0)),
-                                          bool(opt_cfg.pop("decay_norms_and_biases", True)),
-                                          float(opt_cfg.pop("norm_bias_lr_scale", 1.0)))
-        optimizer = OPTIMIZERS[name](params, **opt_cfg)
-        sched_cfg = dict(self.hparams.scheduler)
-        kind = sched_cfg.pop("name", "none")
-        monitor = sched_cfg.pop("monitor", "val/loss")
-        if kind == "none":
-            return optimizer
-        if kind == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **sched_cfg)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "monitor": monitor}}
-        if kind == "warmup_cosine":
-            sched = recipes.warmup_cosine(optimizer, self.planned_optimizer_steps(), **sched_cfg)
-        elif kind == "triangle":
-            sched = recipes.triangle(optimizer, self.planned_optimizer_steps(), **sched_cfg)
-        elif kind == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=self.planned_optimizer_steps(), **sched_cfg)
-        else:  # onecycle
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=self.planned_optimizer_steps(),
-                **sched_cfg)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        optimizer = optim.create_optimizer(self, self.hparams.optimizer)
+        scheduler = optim.create_scheduler(optimizer, self.hparams.scheduler, self.planned_optimizer_steps)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def planned_optimizer_steps(self) -> int:
         """Optimizer steps this fit will take: what a per-step scheduler anneals over."""
@@ -381,11 +354,6 @@ def validate_hparams(loss: str, optimizer: Mapping[str, Any], scheduler: Mapping
     if loss == "bce" and len(class_names) != 2:
         raise ConfigError(f"model.loss=bce needs a binary task but the data has {len(class_names)} classes "
                           f"{class_names}; use model.loss=ce or map the labels to two classes")
-    name = optimizer.get("name")
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"model.optimizer.name={name!r} is not one of {sorted(OPTIMIZERS)}")
-    positive_number(optimizer.get("lr"), "model.optimizer.lr")
-    if "weight_decay" in optimizer:
-        non_negative_number(optimizer["weight_decay"], "model.optimizer.weight_decay")
-    if scheduler.get("name") not in SCHEDULERS:
-        raise ConfigError(f"model.scheduler.name={scheduler.get('name')!r} is not one of {list(SCHEDULERS)}")
+    optim.check_optimizer(optimizer)
+    if scheduler.get("name") not in optim.scheduler_names():
+        raise ConfigError(f"model.scheduler.name={scheduler.get('name')!r} is not one of {optim.scheduler_names()}")

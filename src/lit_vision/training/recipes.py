@@ -1,14 +1,11 @@
 """Training-recipe pieces beyond the notebooks (timm / airbench toolbox), each switched by one config key:
-mixup/cutmix on batches, test-time augmentation, warmup + cosine and airbench's triangle schedule (as factors of
-``LambdaLR``, so that every parameter group keeps its own learning rate), weight decay off for norms and biases,
-a larger learning rate for norm-layer shifts.
+mixup/cutmix on batches and test-time augmentation (optimizers and schedules: :mod:`lit_vision.training.optim`).
 
-Library implementations where they exist: torchvision.transforms.v2 ``MixUp``/``CutMix``, torch's ``LambdaLR``.
+Library implementations where they exist: torchvision.transforms.v2 ``MixUp``/``CutMix``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from lit_vision.checks import non_negative_number, positive_number, proportion
+from lit_vision.checks import non_negative_number
 from lit_vision.errors import ConfigError
 
 MIX_KEYS = {"mixup_alpha", "cutmix_alpha"}
@@ -72,66 +69,3 @@ def tta_views(x: torch.Tensor, hflip: bool, translate: int) -> list[torch.Tensor
     if hflip:
         views += [v.flip(-1) for v in views]
     return views
-
-
-# --- optimisation --------------------------------------------------------------------------------------------
-def is_norm_bias(module: torch.nn.Module, name: str) -> bool:
-    """The shift (``bias``) of a normalisation layer: what airbench trains with a much larger learning rate."""
-    return name == "bias" and isinstance(module, (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm,
-                                                  torch.nn.LayerNorm))
-
-
-def parameter_groups(module: torch.nn.Module, lr: float, weight_decay: float, decay_norms_and_biases: bool = True,
-                     norm_bias_lr_scale: float = 1.0) -> list[dict[str, Any]]:
-    """The optimizer's parameter groups (frozen parameters left out).
-
-    ``decay_norms_and_biases=false``: timm's split, no weight decay on 1-D parameters (norm scales and shifts,
-    biases). ``norm_bias_lr_scale``: airbench's ``bias_scaler`` — norm-layer shifts train at ``lr x scale``, with
-    their weight decay divided by it so that the decay each step applies stays that of the other weights."""
-    positive_number(norm_bias_lr_scale, "model.optimizer.norm_bias_lr_scale")
-    norm_biases = {id(p) for m in module.modules() for n, p in m.named_parameters(recurse=False)
-                   if is_norm_bias(m, n)} if norm_bias_lr_scale != 1.0 else set()
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    for p in module.parameters():
-        if not p.requires_grad:
-            continue
-        decay = weight_decay if decay_norms_and_biases or p.ndim > 1 else 0.0
-        scale = norm_bias_lr_scale if id(p) in norm_biases else 1.0
-        groups.setdefault((lr * scale, decay / scale), []).append(p)
-    return [{"params": params, "lr": group_lr, "weight_decay": decay}
-            for (group_lr, decay), params in groups.items()]
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05,
-                  min_lr_fraction: float = 0.0) -> torch.optim.lr_scheduler.LRScheduler:
-    """Linear warmup from ~0 over ``warmup_fraction`` of the steps, then cosine down to ``min_lr_fraction`` x lr
-    (a factor on every parameter group's own learning rate)."""
-    proportion(warmup_fraction, "model.scheduler.warmup_fraction")
-    proportion(min_lr_fraction, "model.scheduler.min_lr_fraction")
-    warmup = max(1, round(warmup_fraction * total_steps)) if warmup_fraction else 0
-    decay_steps = max(1, total_steps - warmup)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return 1e-3 + (1.0 - 1e-3) * step / warmup
-        progress = min(1.0, (step - warmup) / decay_steps)
-        return min_lr_fraction + (1.0 - min_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def triangle(optimizer: torch.optim.Optimizer, total_steps: int, start_fraction: float = 0.2,
-             peak_at: float = 0.23, end_fraction: float = 0.07) -> torch.optim.lr_scheduler.LRScheduler:
-    """airbench's schedule: the learning rate rises linearly from ``start_fraction`` x lr to lr at ``peak_at`` of the
-    steps, then falls linearly to ``end_fraction`` x lr at the last step (a factor on every group's own lr)."""
-    proportion(start_fraction, "model.scheduler.start_fraction")
-    proportion(peak_at, "model.scheduler.peak_at")
-    proportion(end_fraction, "model.scheduler.end_fraction")
-    peak = round(peak_at * total_steps)
-
-    def factor(step: int) -> float:
-        if step < peak:
-            return start_fraction + (1.0 - start_fraction) * step / peak
-        return 1.0 + (end_fraction - 1.0) * min(1.0, (step - peak) / max(1, total_steps - peak))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
