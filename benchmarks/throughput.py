@@ -45,6 +45,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_vision.config import CONF_DIR
+from lit_vision.data.synthetic import write_notebook_datasets
+from lit_vision.markdown import markdown_table
 from lit_vision.reproduction.machine import cpu_model
 from lit_vision.runner import execute
 from lit_vision.train import run as train_run
@@ -127,7 +129,8 @@ def lit_vision_rate(preset: str, args: argparse.Namespace, work: Path, bare: boo
     execute(train_run, cfg)
     lines = out.read_text().splitlines()
     if len(lines) != before + 1:
-        raise RuntimeError(f"{preset}: the lit_vision run did not reach step {warmup + steps}")
+        raise RuntimeError(f"{preset}: the lit_vision run did not reach step {warmup + steps} (is its training split "
+                           "shorter? fewer --steps, or more --synthetic images)")
     return float(lines[-1])
 
 
@@ -136,7 +139,8 @@ class PlainLoop:
     """The preset's net, optimizer and loss in a loop a person would write, on the preset's training images."""
 
     def __init__(self, preset: str, args: argparse.Namespace, work: Path) -> None:
-        cfg = preset_config(preset, args.data_root, [f"paths.cache_dir={args.cache_dir}"], work / "plain")
+        cfg = preset_config(preset, args.data_root, [f"paths.cache_dir={args.cache_dir}", *args.overrides],
+                            work / "plain")
         self.dm = build_datamodule(cfg)
         self.model_cfg = cfg.model
         self.batch = int(cfg.data.batch_size)
@@ -296,22 +300,38 @@ def measure(args: argparse.Namespace, work: Path, peaks: dict[str, float]) -> li
     return rows
 
 
+COLUMNS = ("preset", "batch", "precision", "lit_vision", "callbacks ms/step", "plain (best variant)", "keras",
+           "lit/plain", "lit/keras", "GFLOPS (% of its GEMM peak)")
+
+
+def table_title(machine: dict[str, Any]) -> str:
+    where = machine["gpu"] or f"{machine['cpu']}, {machine['threads']} threads"
+    return (f"training images/s, median of {machine['repeats']} interleaved rounds — {where}, torch "
+            f"{machine['torch']}, {machine['data']} data, GEMM peak fp32 {machine['gemm_peak_gflops']:,.0f} / bf16 "
+            f"{machine['gemm_peak_gflops_bf16']:,.0f} GFLOPS")
+
+
+def table_cells(r: dict[str, Any]) -> list[str]:
+    gflops = f"{r['gflops_lit_vision']:,.1f} ({100 * r['gflops_lit_vision'] / r['gemm_peak_gflops']:.0f}%)"
+    return [r["preset"], str(r["batch"]), r["precision"], f"{r['lit_vision']:,.0f}", f"{r['callback_ms_per_step']:.2f}",
+            f"{r['plain']:,.0f} ({r['plain_variant']})", f"{r['keras']:,.0f}" if r["keras"] else "–",
+            f"{r['ratio_plain']:.2f}", f"{r['ratio_keras']:.2f}" if r["ratio_keras"] else "–", gflops]
+
+
 def print_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
-    table = Table(title=f"training images/s, median of {machine['repeats']} interleaved rounds — {machine['cpu']}, "
-                        f"{machine['threads']} threads, GEMM peak fp32 {machine['gemm_peak_gflops']:.0f} / bf16 "
-                        f"{machine['gemm_peak_gflops_bf16']:.0f} GFLOPS")
-    for col in ("preset", "batch", "precision", "lit_vision", "callbacks ms/step", "plain (best variant)", "keras",
-                "lit/plain", "lit/keras", "GFLOPS (% of its GEMM peak)"):
+    table = Table(title=table_title(machine))
+    for col in COLUMNS:
         table.add_column(col, justify="left" if col == "preset" else "right")
     for r in rows:
-        keras = f"{r['keras']:,.0f}" if r["keras"] else "–"
-        ratio_keras = f"{r['ratio_keras']:.2f}" if r["ratio_keras"] else "–"
-        gflops = f"{r['gflops_lit_vision']:.1f} ({100 * r['gflops_lit_vision'] / r['gemm_peak_gflops']:.0f}%)"
-        table.add_row(r["preset"], str(r["batch"]), r["precision"], f"{r['lit_vision']:,.0f}",
-                      f"{r['callback_ms_per_step']:.2f}",
-                      f"{r['plain']:,.0f} ({r['plain_variant']})", keras, f"{r['ratio_plain']:.2f}", ratio_keras,
-                      gflops)
+        table.add_row(*table_cells(r))
     Console(width=160).print(table)
+
+
+def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, Any], argv: list[str]) -> None:
+    """The table as markdown, with its title and the command that measured it (for docs/)."""
+    command = "python benchmarks/throughput.py " + " ".join(argv)
+    path.write_text(f"{table_title(machine)}\n\n`{command}`\n\n"
+                    f"{markdown_table(COLUMNS, [table_cells(r) for r in rows])}\n")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -319,6 +339,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
     ap.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "datasets")
+    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
+                    help="train on synthetic images (N per training split, written to a temp dir in the real "
+                         "layouts) instead of --data-root: for machines without the datasets")
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per measurement")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
@@ -328,7 +351,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keras-python", type=Path, default=REPO / ".venv-keras" / "bin" / "python")
     ap.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache")
     ap.add_argument("--json", type=Path, default=None, help="write the rows (one per preset) here")
-    ap.add_argument("--overrides", nargs="*", default=[], help="extra config overrides for the lit_vision runs")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the table as markdown here")
+    ap.add_argument("--overrides", nargs="*", default=[],
+                    help="extra config overrides for every run, e.g. trainer.precision=32-true "
+                         "(the hand-written loop takes its net, optimizer and precision from the same config)")
     return ap.parse_args(argv)
 
 
@@ -342,12 +368,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                "repeats": args.repeats,
                "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
+        if args.synthetic:
+            args.data_root = write_notebook_datasets(Path(tmp) / "data", n_train=args.synthetic)
+            args.cache_dir = Path(tmp) / "cache"
+            # synthetic classes are smaller than the real ones that data.mapping.per_class undersamples to
+            args.overrides = [*args.overrides, "data.mapping.per_class=null"]
+        machine["data"] = f"synthetic ({args.synthetic} training images per dataset)" if args.synthetic else "real"
         rows = measure(args, Path(tmp), {"fp32": machine["gemm_peak_gflops"], "bf16": machine["gemm_peak_gflops_bf16"]})
     for row in rows:
         row["machine"] = machine
     print_table(rows, machine)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    if args.markdown:
+        write_markdown(args.markdown, rows, machine, sys.argv[1:] if argv is None else argv)
     return rows
 
 
