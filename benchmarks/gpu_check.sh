@@ -1,44 +1,127 @@
 #!/usr/bin/env bash
-# The CUDA paths on a GPU machine, in under 10 minutes: every notebook preset trains a few hundred steps through
-# the real command (precision=auto → bf16-mixed on Ampere+, channels_last, data resident on the GPU, cuDNN
-# autotuning), DDP runs when there are several GPUs, then the throughput benchmark.
+# The CUDA paths on one GPU, self-contained, in about 8 minutes: what `benchmarks/gpu_pack.sh` packed (wheels of
+# Hydra/OmegaConf, Fashion-MNIST gzipped) is all it needs beside the checkout; lit_vision runs from src/ with the
+# machine's own PyTorch, Lightning, timm, torchmetrics and torchvision (no package is downloaded).
 #
-#   bash benchmarks/gpu_check.sh [DATA_ROOT] [OUT_DIR]     # DATA_ROOT defaults to ../shared/datasets
+#   bash benchmarks/gpu_pack.sh                        # here, once: fills .whl/ and .gpu_data/ (git-ignored)
+#   bash benchmarks/gpu_check.sh [OUT_DIR]             # on the GPU machine (device run, carry .whl and .gpu_data)
+#   PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh --dry-run [OUT_DIR]
+#                                                      # the same steps on this CPU at a tiny size (CI runs this)
 #
-# Writes OUT_DIR/gpu_check.log (everything) and OUT_DIR/throughput.json, prints a summary per step.
+# Steps, each under its own time limit, reported ok/FAILED without stopping the others:
+#   1. fashion_best trained in full (15 epochs) on Fashion-MNIST: test accuracy and training minutes;
+#   2. benchmarks/throughput.py on synthetic data for the seven notebook presets: lit_vision vs the hand-written
+#      loop (NCHW, channels_last), at the precision `trainer.precision=auto` picks (bf16 on a GPU);
+#   3. two convolutional presets in fp32, and compiled (lit_vision's `model.compile=true` vs the compiled loop).
+# Writes OUT_DIR (default outputs/gpu_check): gpu_check.log (everything), summary.md (the tables for docs/gpu.md),
+# throughput*.json, fashion_best_metrics.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DATA=${1:-../shared/datasets}
-OUT=${2:-outputs/gpu_check}
-PY=${PYTHON:-python}
+DRY=0
+if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
+OUT=${1:-outputs/gpu_check}
+PY=${PYTHON:-python3}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 LOG="$OUT/gpu_check.log"
+SUMMARY="$OUT/summary.md"
+WORK=$(mktemp -d)
 : > "$LOG"
 
-step() {  # step <name> <command...>: run, time, report ok/failed without stopping the script
-  local name=$1; shift
+step() {  # step <name> <seconds> <command...>: run under a time limit, report ok/FAILED, go on either way
+  local name=$1 limit=$2; shift 2
   local start=$SECONDS
-  if "$@" >> "$LOG" 2>&1; then echo "ok      $name ($((SECONDS - start)) s)"; else echo "FAILED  $name ($((SECONDS - start)) s, see $LOG)"; fi
+  echo "=== $name" >> "$LOG"
+  if timeout "$limit" "$@" >> "$LOG" 2>&1; then
+    echo "ok      $name ($((SECONDS - start)) s)" | tee -a "$SUMMARY.steps"
+  else
+    echo "FAILED  $name ($((SECONDS - start)) s, exit $?; see gpu_check.log)" | tee -a "$SUMMARY.steps"
+  fi
 }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$LOG"
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'bf16', torch.cuda.is_bf16_supported())" | tee -a "$LOG"
+# --- the environment: carried wheels, lit_vision from src/ ------------------------------------------------------
+# the packed wheels win over whatever the interpreter has, so the dry run here imports what the GPU machine will
+[ -d .whl ] || { echo "no .whl/: run benchmarks/gpu_pack.sh, and carry .whl and .gpu_data" >&2; exit 2; }
+"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl >> "$LOG" 2>&1
+export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 LIT_VISION_ROOT="$WORK"
+[ -d .gpu_data/FashionMNIST ] || { echo "no .gpu_data/: run benchmarks/gpu_pack.sh and carry .gpu_data" >&2; exit 2; }
+mkdir -p "$WORK/data/FashionMNIST/raw"
+for f in .gpu_data/FashionMNIST/raw/*.gz; do gunzip -c "$f" > "$WORK/data/FashionMNIST/raw/$(basename "$f" .gz)"; done
 
-declare -A ROOT=([horse_cnn]=cifar10-jpeg [cifar10_model_s]=cifar10-jpeg [fer_custom_cnn]=fer2013)
-for preset in horse_cnn cifar10_model_s fashion_dense fashion_cnn_final mnist_dense_mse mnist_cnn fer_custom_cnn; do
-  step "train $preset (2 epochs, cuda, precision=auto)" \
-    $PY -m lit_vision.train experiment=$preset data.root="$DATA/${ROOT[$preset]:-}" accelerator=cuda \
-      trainer.max_epochs=2 hydra.run.dir="$OUT/runs/$preset"
-done
-
-GPUS=$($PY -c "import torch; print(torch.cuda.device_count())")
-if [ "$GPUS" -gt 1 ]; then
-  step "DDP on $GPUS GPUs (cifar10_model_s, 2 epochs)" \
-    $PY -m lit_vision.train experiment=cifar10_model_s data.root="$DATA/cifar10-jpeg" accelerator=cuda trainer=ddp \
-      trainer.devices="$GPUS" trainer.max_epochs=2 hydra.run.dir="$OUT/runs/ddp"
+if [ $DRY = 1 ]; then
+  ACCEL=cpu; DEVICE=cpu
+  TRAIN_SIZE=(trainer.max_epochs=1 trainer.limit_train_batches=3 trainer.limit_val_batches=2 trainer.limit_test_batches=2)
+  BENCH_SIZE=(--synthetic 10000 --steps 2 --warmup 1 --repeats 1)
+  COMPILE_SIZE=(--presets mnist_cnn)
+else
+  ACCEL=cuda; DEVICE=cuda
+  TRAIN_SIZE=()
+  BENCH_SIZE=(--synthetic 25000 --steps 30 --warmup 5 --repeats 1)
+  COMPILE_SIZE=(--presets cifar10_model_s fashion_cnn_final)
 fi
 
-step "throughput benchmark" $PY benchmarks/throughput.py --data-root "$DATA" --steps 50 --warmup 10 --repeats 3 \
-  --json "$OUT/throughput.json"
-grep -h "test/acc\|\"epochs_trained\"\|train_seconds" "$OUT"/runs/*/metrics.json >> "$LOG" 2>/dev/null
-echo "log: $LOG"
+{
+  echo "# gpu_check $(date -u +%Y-%m-%dT%H:%MZ)$([ $DRY = 1 ] && echo ' (dry run on the CPU)')"
+  echo
+  echo '```'
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | head -3
+  "$PY" -c "import torch, lightning, timm, torchmetrics, torchvision, hydra; print('torch', torch.__version__, \
+'cuda', torch.version.cuda, 'bf16', torch.cuda.is_available() and torch.cuda.is_bf16_supported(), \
+'| lightning', lightning.__version__, 'timm', timm.__version__, 'torchmetrics', torchmetrics.__version__, \
+'torchvision', torchvision.__version__, 'hydra', hydra.__version__)" 2>&1
+  echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+  echo '```'
+} > "$SUMMARY"
+cat "$SUMMARY" | tee -a "$LOG"
+: > "$SUMMARY.steps"
+
+# --- 1. accuracy: fashion_best in full ----------------------------------------------------------------------------
+step "train fashion_best ($ACCEL)" 240 \
+  "$PY" -m lit_vision.train experiment=fashion_best data.root="$WORK/data" accelerator=$ACCEL "${TRAIN_SIZE[@]}" \
+    hydra.run.dir="$WORK/runs/fashion_best" paths.cache_dir="$WORK/cache"
+cp "$WORK/runs/fashion_best/metrics.json" "$OUT/fashion_best_metrics.json" 2>/dev/null
+
+# --- 2. throughput: every notebook preset, lit_vision vs the hand-written loop ------------------------------------
+step "throughput, 7 notebook presets, precision=auto" 150 \
+  "$PY" benchmarks/throughput.py --device $DEVICE "${BENCH_SIZE[@]}" --variants nchw channels_last --json "$OUT/throughput.json" \
+    --markdown "$WORK/throughput.md"
+# --- 3. fp32 and lit_vision compiled, on convolutional presets ---------------------------------------------------
+step "throughput, fp32" 60 \
+  "$PY" benchmarks/throughput.py --device $DEVICE "${BENCH_SIZE[@]}" "${COMPILE_SIZE[@]}" \
+    --variants nchw channels_last --overrides trainer.precision=32-true \
+    --json "$OUT/throughput_fp32.json" --markdown "$WORK/throughput_fp32.md"
+step "throughput, model.compile=true" 120 \
+  "$PY" benchmarks/throughput.py --device $DEVICE "${BENCH_SIZE[@]}" "${COMPILE_SIZE[@]}" \
+    --variants compiled --overrides model.compile=true \
+    --json "$OUT/throughput_compiled.json" --markdown "$WORK/throughput_compiled.md"
+
+# --- the summary ------------------------------------------------------------------------------------------------
+{
+  echo
+  echo '## Steps'
+  echo
+  sed 's/^/    /' "$SUMMARY.steps"
+  echo
+  echo '## fashion_best'
+  echo
+  "$PY" - "$OUT/fashion_best_metrics.json" <<'PYEOF'
+import json, sys
+try:
+    m = json.load(open(sys.argv[1]))
+except OSError:
+    print("no metrics.json (the run failed; see gpu_check.log)")
+    raise SystemExit
+test = m.get("test", m)
+keys = [k for k in ("test/acc", "acc") if k in test] or [k for k in test if k.endswith("acc")]
+acc = test[keys[0]] if keys else None
+print(f"test accuracy {acc:.4f}" if isinstance(acc, float) else f"test: {test}",
+      f"| epochs {m.get('epochs_trained')} | training {m.get('train_seconds', 0) / 60:.2f} min")
+PYEOF
+  for t in throughput throughput_fp32 throughput_compiled; do
+    [ -f "$WORK/$t.md" ] && { echo; echo "## $t"; echo; cat "$WORK/$t.md"; }
+  done
+} >> "$SUMMARY"
+rm -f "$SUMMARY.steps"
+echo "summary: $SUMMARY  log: $LOG"
+rm -rf "$WORK"
