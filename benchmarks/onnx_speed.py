@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from lit_vision.onnx_export import ProbabilityGraph, checkpoint_of
+from lit_vision.deploy.onnx_export import ProbabilityGraph, checkpoint_of
 from lit_vision.training.checkpoints import load_classifier
 
 

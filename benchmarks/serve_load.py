@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lit_vision.http_client import free_port, multipart, wait_until_up
+from lit_vision.deploy.http_client import free_port, multipart, wait_until_up
 
 
 def post(url: str, name: str, content: bytes) -> tuple[int, bytes]:

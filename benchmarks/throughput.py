@@ -6,8 +6,8 @@ loop of the same net, and the notebook's own Keras model — in one run, interle
 
 Columns, per preset (its net, batch size, optimizer, loss and data):
 
-* ``lit_vision``: ``lit_vision.train.run`` on the preset's config with its default callbacks (checkpoints, early
-  stopping, LR monitor, progress bar, model summary) and CSV logger, timed by a callback from step ``--warmup`` to
+* ``lit_vision``: ``lit_vision.commands.train.run`` on the preset's config with its default callbacks (checkpoints,
+  early stopping, LR monitor, progress bar, model summary) and CSV logger, timed by a callback from step ``--warmup`` to
   ``--warmup + --steps`` of the first epoch (validation and checkpointing come after the timed steps); the same run
   without callbacks, logger and progress bar (``lit_vision_bare``) gives their cost per step;
 * ``plain``: a hand-written loop (index a shuffled batch, /255, normalise, forward, loss, backward, step) in NCHW,
@@ -44,12 +44,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
+from lit_vision.commands.runner import execute
+from lit_vision.commands.train import run as train_run
 from lit_vision.config import CONF_DIR
 from lit_vision.data.synthetic import write_notebook_datasets
 from lit_vision.markdown import markdown_table
 from lit_vision.reproduction.machine import cpu_model
-from lit_vision.runner import execute
-from lit_vision.train import run as train_run
 from lit_vision.training import hardware
 from lit_vision.training.builders import build_classifier, build_datamodule
 from lit_vision.training.optim import create_optimizer

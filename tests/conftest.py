@@ -115,8 +115,8 @@ def pets_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cnn_run(tmp_path_factory: pytest.TempPathFactory, pets_root: Path) -> Path:
-    from lit_vision.runner import execute
-    from lit_vision.train import run
+    from lit_vision.commands.runner import execute
+    from lit_vision.commands.train import run
 
     out = tmp_path_factory.mktemp("runs") / "pets_cnn" / "runs" / "t0"
     execute(run, compose_config(["model=cnn", *pets_overrides(pets_root), "trainer.max_epochs=3", *PETS_COMMON], out))
@@ -125,8 +125,8 @@ def cnn_run(tmp_path_factory: pytest.TempPathFactory, pets_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def xgb_run(tmp_path_factory: pytest.TempPathFactory, pets_root: Path, cnn_run: Path) -> Path:
-    from lit_vision.runner import execute
-    from lit_vision.xgb import run
+    from lit_vision.commands.runner import execute
+    from lit_vision.commands.xgb import run
 
     out = tmp_path_factory.mktemp("runs") / "pets_xgb" / "runs" / "t0"
     execute(run, compose_config([f"ckpt_path={cnn_run / 'checkpoints' / 'best.ckpt'}", *pets_overrides(pets_root),
@@ -153,7 +153,7 @@ def cli_run(cnn_run: Path, pets_root: Path, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def onnx_model(cli_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("onnxruntime")
-    from lit_vision.onnx_export import export
+    from lit_vision.deploy.onnx_export import export
 
     return export(cli_run, tmp_path_factory.mktemp("serve") / "pets.onnx")["path"]
 
@@ -165,7 +165,7 @@ def server(onnx_model: Path) -> Iterator[str]:
     import time
 
     uvicorn = pytest.importorskip("uvicorn")
-    serving = pytest.importorskip("lit_vision.serving")
+    serving = pytest.importorskip("lit_vision.deploy.server")
     from serve_client import free_port
 
     port = free_port()

@@ -1,5 +1,5 @@
 """The serving tests' HTTP client: images as bytes, JSON requests, uploads to /predict (ports, multipart bodies and
-the wait for /health come from :mod:`lit_vision.http_client`, which the load benchmark uses too)."""
+the wait for /health come from :mod:`lit_vision.deploy.http_client`, which the load benchmark uses too)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import urllib.request
 
 from PIL import Image
 
-from lit_vision.http_client import free_port, multipart, wait_until_up
+from lit_vision.deploy.http_client import free_port, multipart, wait_until_up
 
 __all__ = ["free_port", "image_bytes", "multipart", "predict", "request", "wait_until_up"]
 

@@ -12,6 +12,7 @@ from conftest import FAST
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from lit_vision.commands.train import run
 from lit_vision.data import augment, datamodule
 from lit_vision.data.augment import (
     TRIVIAL_AUGMENT_OPS,
@@ -23,7 +24,6 @@ from lit_vision.data.augment import (
 )
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
-from lit_vision.train import run
 
 
 def images(n: int, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:

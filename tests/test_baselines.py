@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import compose_config, pets_overrides
 
-from lit_vision.baseline import make_pipeline, run
+from lit_vision.commands.baseline import make_pipeline, run
 from lit_vision.errors import ConfigError
 
 

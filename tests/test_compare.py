@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import compose_config
 
-from lit_vision.compare import compare, main
+from lit_vision.commands.compare import compare, main
 from lit_vision.errors import LitVisionError
 
 
@@ -35,7 +35,7 @@ def test_compare_table_and_ensemble(cnn_run: Path, xgb_run: Path, tmp_path: Path
 
 
 def test_ensemble_refuses_runs_on_other_test_sets(cnn_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
-    from lit_vision.baseline import run
+    from lit_vision.commands.baseline import run
 
     other = tmp_path / "digits_run"
     run(compose_config(["baseline.classifier=qda", "baseline.pca_components=5"], other, "baseline"))
@@ -48,7 +48,7 @@ def test_ensemble_refuses_runs_on_other_test_sets(cnn_run: Path, tmp_path: Path,
 
 
 def test_missing_run_dir(tmp_path: Path):
-    from lit_vision.compare import find_runs
+    from lit_vision.commands.compare import find_runs
 
     with pytest.raises(LitVisionError, match="no metrics.json"):
         find_runs([str(tmp_path)])

@@ -13,8 +13,8 @@ from synthetic import write_image_folder
 
 from lit_vision.data import load_source
 from lit_vision.data.image_folder import decode_image, load_image_folders
+from lit_vision.deploy.inference import decode_for
 from lit_vision.errors import DataNotFoundError
-from lit_vision.inference import decode_for
 
 EXIF_ORIENTATION = 0x0112
 

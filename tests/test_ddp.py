@@ -13,10 +13,10 @@ import torch
 from conftest import FAST
 from synthetic import write_image_folder
 
+from lit_vision.commands.runner import execute
+from lit_vision.commands.train import run
 from lit_vision.config import validate_config
 from lit_vision.errors import ConfigError
-from lit_vision.runner import execute
-from lit_vision.train import run
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["~callbacks.progress_bar", "~callbacks.model_summary"]

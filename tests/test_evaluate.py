@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import compose_config
 
+from lit_vision.commands.evaluate import run as evaluate
+from lit_vision.commands.train import run as train
 from lit_vision.errors import ConfigError
-from lit_vision.evaluate import run as evaluate
-from lit_vision.train import run as train
 
 
 def test_evaluate_matches_the_training_run(make_cfg, tmp_path, cifar_folders):

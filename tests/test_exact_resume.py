@@ -18,13 +18,13 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lit_vision.commands.runner import seed
+from lit_vision.commands.train import run as run_unseeded
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.data.datamodule import ArrayDataset, keep_batch
 from lit_vision.data.device_batches import DeviceBatches
 from lit_vision.data.epoch_order import EpochOrder, LoaderStateError, ResumableDataLoader
-from lit_vision.history import read_history
-from lit_vision.runner import seed
-from lit_vision.train import run as run_unseeded
+from lit_vision.runs.history import read_history
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["~callbacks.progress_bar", "~callbacks.model_summary"]

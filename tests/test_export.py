@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lit_vision import onnx_export
-from lit_vision.export import main
+from lit_vision.commands.export import main
+from lit_vision.deploy import onnx_export
 from lit_vision.training.checkpoints import load_classifier
 
 ort = pytest.importorskip("onnxruntime")

@@ -12,10 +12,10 @@ import pytest
 import torch
 from conftest import FAST
 
+from lit_vision.commands.train import run
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.data.device_batches import DeviceBatches
 from lit_vision.errors import ConfigError
-from lit_vision.train import run
 from lit_vision.training import hardware
 from lit_vision.training.builders import build_classifier, build_datamodule, use_channels_last
 

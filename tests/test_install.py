@@ -101,6 +101,8 @@ def test_wheel_ships_config_and_trains_from_another_directory(tmp_path: Path) ->
     for name in ("evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export-backbone",
                  "rerun", "reproduce"):
         assert (site / "bin" / f"lit-vision-{name}").is_file(), name
+    listing = _run([str(site / "bin" / "lit-vision"), "--help"], timeout=60, cwd=elsewhere, env=env).stdout
+    assert all(f"  {name} " in listing for name in ("train", "serve", "export_backbone", "rerun")), listing
 
 
 #: what a torch-free server must not have installed

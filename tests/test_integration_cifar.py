@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO_ROOT as PROJECT_ROOT
 from omegaconf import open_dict
 
-from lit_vision.train import run
+from lit_vision.commands.train import run
 
 pytestmark = pytest.mark.slow
 

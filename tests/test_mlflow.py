@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from lit_vision.config import validate_config
 from lit_vision.errors import ConfigError
-from lit_vision.tracking import MAX_PARAM_VALUE, RUN_FILE, TRUNCATED, flat_params
+from lit_vision.runs.tracking import MAX_PARAM_VALUE, RUN_FILE, TRUNCATED, flat_params
 
 QUIET = ["accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary"]
 
@@ -25,8 +25,8 @@ def mlflow_client(run_dir: Path):
 
 def test_run_logs_config_metrics_and_report(make_cfg):
     pytest.importorskip("mlflow", reason="logger=mlflow needs the mlflow extra (pip install '.[mlflow]')")
-    from lit_vision.runner import execute
-    from lit_vision.train import run
+    from lit_vision.commands.runner import execute
+    from lit_vision.commands.train import run
 
     cfg = make_cfg("logger=mlflow", "trainer.max_epochs=1", "model.optimizer.lr=0.003", "report.plots=true", *QUIET)
     execute(run, cfg)
@@ -92,7 +92,7 @@ def test_params_are_flat_with_long_values_truncated():
 
 def test_resume_continues_the_same_mlflow_run(make_cfg):
     pytest.importorskip("mlflow", reason="logger=mlflow needs the mlflow extra (pip install '.[mlflow]')")
-    from lit_vision.train import run
+    from lit_vision.commands.train import run
 
     base = ["logger=mlflow", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", *QUIET]
     first = make_cfg(*base, "trainer.max_epochs=1")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lit_vision.deploy.operating_point import UnreachableGoalError, choose_threshold, metrics_at, parse_goal
 from lit_vision.errors import ConfigError
-from lit_vision.operating_point import UnreachableGoalError, choose_threshold, metrics_at, parse_goal
 
 # sorted by score: labels 1 1 0 1 0 0 1 0 0 0 (scores 0.95 .. 0.05)
 SCORES = np.array([0.95, 0.85, 0.75, 0.65, 0.55, 0.45, 0.35, 0.25, 0.15, 0.05])
@@ -59,7 +59,7 @@ def test_a_binary_run_stores_its_operating_point_and_reports_test_metrics_at_it(
     import json
     from pathlib import Path
 
-    from lit_vision.train import run
+    from lit_vision.commands.train import run
 
     cfg = make_cfg("data.mapping.positive='0'", "trainer.max_epochs=1", "accelerator=cpu",
                    "~callbacks.progress_bar", "~callbacks.model_summary", "report.plots=true",

@@ -10,10 +10,10 @@ import pytest
 import torch
 from sklearn.metrics import classification_report as sk_report
 
-from lit_vision import plots
-from lit_vision.history import write_history
-from lit_vision.reporting import classification_report
-from lit_vision.train import run
+from lit_vision.commands.train import run
+from lit_vision.runs import plots
+from lit_vision.runs.history import write_history
+from lit_vision.runs.reporting import classification_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUIET = ["accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary", "report.plots=true"]

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lit_vision.ensembles import majority_vote
-from lit_vision.inference import load_predictor
-from lit_vision.predict import main, run
+from lit_vision.commands.predict import main, run
+from lit_vision.deploy.ensembles import majority_vote
+from lit_vision.deploy.inference import load_predictor
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -22,7 +22,7 @@ def test_predictions_match_the_training_pipeline(cnn_run: Path):
     """Preprocessing is the training one: probabilities on the test files equal the run's predictions.csv."""
     pred = load_predictor(str(cnn_run))
     rows = read_csv(cnn_run / "predictions.csv")
-    from lit_vision.inference import decode_for
+    from lit_vision.deploy.inference import decode_for
 
     paths = [Path(r["source"]) for r in rows]
     images, ok = decode_for(paths, pred.channels, pred.image_size, {})

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import FAST, accuracy_from_predictions
 
+from lit_vision.commands.train import run
 from lit_vision.config import CONF_DIR
-from lit_vision.train import run
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 GROUPS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml") if not p.stem.startswith("_"))

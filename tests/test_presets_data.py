@@ -7,8 +7,8 @@ import torch.nn as nn
 from conftest import FAST
 from omegaconf import OmegaConf
 
+from lit_vision.commands.train import run
 from lit_vision.models import create_net
-from lit_vision.train import run
 from lit_vision.training.classifier import num_outputs_for
 
 # preset → (in_chans, image size, classes, trainable parameters)

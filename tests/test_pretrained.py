@@ -10,10 +10,10 @@ import torch
 from conftest import FAST, accuracy_from_predictions
 from synthetic import write_image_folder
 
+from lit_vision.commands.export_backbone import export_backbone
+from lit_vision.commands.train import run
 from lit_vision.errors import ConfigError
-from lit_vision.export_backbone import export_backbone
 from lit_vision.models.timm_net import TimmNet, WeightsError
-from lit_vision.train import run
 from lit_vision.training.checkpoints import load_classifier
 
 TINY = "test_resnet"  # a 0.4M-parameter timm test model: fast on a CPU

@@ -9,10 +9,10 @@ import torch
 from conftest import FAST
 from omegaconf import OmegaConf
 
+from lit_vision.commands.train import run
 from lit_vision.errors import ConfigError
 from lit_vision.models.convnet import build_features
 from lit_vision.models.whitening import PatchWhitening
-from lit_vision.train import run
 from lit_vision.training import optim, recipes
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
 from lit_vision.training.checkpoints import read_checkpoint

@@ -71,7 +71,7 @@ def test_checkpoints_written_by_lit_vision_0_1_still_load(name: str) -> None:
 
 
 def test_new_checkpoints_store_the_name_not_the_import_path(make_cfg) -> None:
-    from lit_vision.train import run
+    from lit_vision.commands.train import run
 
     cfg = make_cfg("model=dense", "model.net.hidden=[4]", "trainer.max_epochs=1", "accelerator=cpu",
                    "~callbacks.progress_bar", "~callbacks.model_summary", "test=false", "validate_best=false")

@@ -22,9 +22,9 @@ from conftest import REPO_ROOT
 from omegaconf import OmegaConf
 from synthetic_sources import write_torchvision_idx
 
+from lit_vision.commands.reproduce import progress, run_all, write_tables
 from lit_vision.config import CONF_DIR
 from lit_vision.errors import ConfigError
-from lit_vision.reproduce import progress, run_all, write_tables
 from lit_vision.reproduction import launch, markers, plan, tables
 
 SHARED_DOCS = REPO_ROOT.parent / "shared" / "docs"
@@ -343,7 +343,7 @@ def test_no_finished_run_leaves_the_docs_alone(rows: dict[str, plan.Row], tmp_pa
 def test_the_command_writes_tables_without_importing_torch_or_lightning(tmp_path: Path) -> None:
     """run=false on an empty out: the tables are written by a light process (the runner does not seed it)."""
     docs = docs_pair(tmp_path)
-    code = ("import sys\nfrom lit_vision.reproduce import main\n"
+    code = ("import sys\nfrom lit_vision.commands.reproduce import main\n"
             f"sys.argv = ['reproduce', 'run=false', 'out={tmp_path / 'out'}', 'tables.results={docs[0]}', "
             f"'tables.readme={docs[1]}']\nmain()\n"
             "print('heavy:', 'torch' in sys.modules or 'lightning' in sys.modules)")

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 from omegaconf import OmegaConf
 
-from lit_vision import rerun
+from lit_vision.commands import rerun
 
 # the default digits data and small CNN, 2 epochs, the default seed, on the CPU
 COMMAND = ["data=digits", "model=cnn", "accelerator=cpu", "trainer.max_epochs=2", "report.plots=false",
@@ -85,11 +85,11 @@ def fake_run(path: Path, overrides: list[str], tamper: dict[str, object] | None 
 
 @pytest.fixture
 def launched(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The command lines rerun hands to ``lit_vision.train.main`` (which is not run)."""
-    import lit_vision.train
+    """The command lines rerun hands to ``lit_vision.commands.train.main`` (which is not run)."""
+    import lit_vision.commands.train
 
     calls: list[list[str]] = []
-    monkeypatch.setattr(lit_vision.train, "main", lambda: calls.append(list(sys.argv)))
+    monkeypatch.setattr(lit_vision.commands.train, "main", lambda: calls.append(list(sys.argv)))
     return calls
 
 

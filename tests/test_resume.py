@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import FAST
 
-from lit_vision.train import run
+from lit_vision.commands.train import run
 from lit_vision.training.checkpoints import CheckpointError, resolve_ckpt_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def test_checkpoint_writes_are_atomic_and_never_nan(tmp_path: Path) -> None:
 
 def test_a_resumed_run_appends_to_metrics_csv_instead_of_replacing_it(tmp_path: Path) -> None:
     """history.csv of a resumed run keeps the epochs logged before the kill."""
-    from lit_vision.history import write_history
+    from lit_vision.runs.history import write_history
     from lit_vision.training.callbacks import RunDirCSVLogger
 
     first = RunDirCSVLogger(save_dir=str(tmp_path), name="", version="")

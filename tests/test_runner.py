@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lit_vision import baseline, evaluate, inspect, train, xgb
+from lit_vision.commands import baseline, evaluate, inspect, train, xgb
+from lit_vision.commands.runner import EXIT_CONFIG, EXIT_OTHER, execute, exit_code
 from lit_vision.errors import ConfigError, DataNotFoundError
-from lit_vision.runner import EXIT_CONFIG, EXIT_OTHER, execute, exit_code
 
 COMMANDS = {"train": train.main, "evaluate": evaluate.main, "xgb": xgb.main, "baseline": baseline.main,
             "inspect": inspect.main}

@@ -1,4 +1,4 @@
-"""lit_vision.seeds: which runs differ only in their seed, and mean ± sample std over them (no training)."""
+"""lit_vision.runs.seeds: which runs differ only in their seed, and mean ± sample std over them (no training)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_vision.runs import NEVER, timing_cells
-from lit_vision.seeds import (
+from lit_vision.runs.paths import NEVER, timing_cells
+from lit_vision.runs.seeds import (
     flatten,
     group_indices,
     mean_std,

@@ -14,7 +14,7 @@ from serve_client import image_bytes, predict, request
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("uvicorn")
-serving = pytest.importorskip("lit_vision.serving")
+serving = pytest.importorskip("lit_vision.deploy.server")
 
 
 def test_health_metadata_and_page(server: str) -> None:
@@ -75,7 +75,7 @@ def test_requests_that_are_not_image_uploads_are_refused(server: str, monkeypatc
 
 
 def test_onnx_serving_needs_no_torch(onnx_model: Path) -> None:
-    code = ("import sys; from lit_vision.serving import load_model; m = load_model(sys.argv[1]); "
+    code = ("import sys; from lit_vision.deploy.server import load_model; m = load_model(sys.argv[1]); "
             "import numpy as np; m.predict(np.zeros((1, 3, 16, 16), np.uint8)); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(onnx_model)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -34,7 +34,7 @@ if webdriver is None:
     pytest.skip("needs selenium (pip install -e '.[test]'; chromium comes from tests/system/install_deps.sh)",
                 allow_module_level=True)
 pytest.importorskip("onnxruntime")
-serving = pytest.importorskip("lit_vision.serving")
+serving = pytest.importorskip("lit_vision.deploy.server")
 
 #: a decision line of the page: "<file> → decision: <class> (<class> <p>, <class> <p>)"
 DECISION = re.compile(r"^(?P<file>\S+) → decision: (?P<predicted>\S+) \((?P<probs>.*)\)$")

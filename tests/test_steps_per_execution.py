@@ -10,12 +10,12 @@ import pytest
 import torch
 from conftest import FAST, compose_config
 
+from lit_vision.commands.runner import seed
+from lit_vision.commands.train import run
 from lit_vision.config import validate_config
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.data.device_batches import DeviceBatches
 from lit_vision.errors import ConfigError
-from lit_vision.runner import seed
-from lit_vision.train import run
 from lit_vision.training.builders import build_datamodule
 from lit_vision.training.checkpoints import CheckpointError
 

@@ -12,9 +12,14 @@ import pytest
 import lit_vision
 
 PACKAGE_DIR = Path(lit_vision.__file__).resolve().parent
-#: modules run as ``python -m lit_vision.<name>``; everything else is library code
+COMMANDS_DIR = PACKAGE_DIR / "commands"
+#: modules run as ``python -m lit_vision.<name>`` / ``lit-vision <name>``, in ``lit_vision/commands/``
 COMMANDS = {"train", "evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export_backbone",
-            "rerun", "reproduce"}
+            "export", "serve", "rerun", "reproduce"}
+#: command plumbing beside the commands: the shared Hydra runner (commands may import it), and the entry point
+PLUMBING = {"lit_vision.commands", "lit_vision.commands.runner", "lit_vision.cli", "lit_vision.__main__"}
+#: at most this many modules directly under src/lit_vision/ (the rest is in sub-packages)
+MAX_TOP_LEVEL = 8
 
 
 def module_name(path: Path) -> str:
@@ -74,14 +79,48 @@ def test_no_import_cycles() -> None:
 
 def test_commands_do_not_import_each_other_and_the_library_imports_no_command() -> None:
     graph = import_graph()
-    commands = {f"lit_vision.{c}" for c in COMMANDS}
+    commands = {f"lit_vision.commands.{c}" for c in COMMANDS}
     assert commands <= set(graph)
     offenders = {m: sorted(deps & commands) for m, deps in graph.items() if deps & commands}
     assert offenders == {}
+    library = set(graph) - commands - PLUMBING
+    assert "lit_vision.deploy.server" in library and "lit_vision.runs.paths" in library
+    from_library = {m: sorted(d for d in graph[m] if d == "lit_vision.commands" or d.startswith("lit_vision.commands."))
+                    for m in library}
+    assert {m: deps for m, deps in from_library.items() if deps} == {}
 
 
-@pytest.mark.parametrize("module", ["lit_vision.compare", "lit_vision.sweeps", "lit_vision.sweep_summary",
-                                    "lit_vision.runs", "lit_vision.ensembles", "lit_vision.reproduce"])
+def test_every_command_has_a_module_in_commands_and_every_module_there_is_a_command() -> None:
+    from lit_vision.commands import COMMANDS as LISTED
+
+    modules = {p.stem for p in COMMANDS_DIR.glob("*.py")} - {"__init__", "runner"}
+    assert set(LISTED) == COMMANDS == modules
+    assert all(line and "\n" not in line for line in LISTED.values())  # one line each in `lit-vision --help`
+
+
+def test_few_modules_sit_directly_under_the_package() -> None:
+    top = sorted(p.name for p in PACKAGE_DIR.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL, f"{len(top)} modules directly under src/lit_vision/: {top}"
+
+
+def test_no_command_shares_a_name_with_a_library_module() -> None:
+    """``lit_vision.__path__`` ends with commands/, so a library module of a command's name would shadow it."""
+    library = {p.stem for p in PACKAGE_DIR.glob("*.py")} | {p.name for p in PACKAGE_DIR.iterdir() if p.is_dir()}
+    assert COMMANDS & library == set()
+    assert Path(lit_vision.__path__[-1]).resolve() == COMMANDS_DIR
+
+
+def test_python_m_finds_the_commands_through_the_package_path() -> None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("lit_vision.sweeps")
+    assert spec is not None and Path(spec.origin).resolve() == COMMANDS_DIR / "sweeps.py"
+
+
+@pytest.mark.parametrize("module", ["lit_vision.commands.compare", "lit_vision.commands.sweeps",
+                                    "lit_vision.runs.sweep_summary", "lit_vision.runs.paths", "lit_vision.runs.seeds",
+                                    "lit_vision.runs.history", "lit_vision.deploy.ensembles",
+                                    "lit_vision.commands.reproduce", "lit_vision.cli"])
 def test_table_tools_do_not_import_torch(module: str) -> None:
     """Reading JSON tables must not pay torch's import time (seconds)."""
     code = f"import sys, {module}; print('torch' in sys.modules)"

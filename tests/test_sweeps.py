@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import REPO_ROOT as PROJECT_ROOT
 
-from lit_vision.runner import record_failure as job_failed
-from lit_vision.sweep_summary import write_summary
-from lit_vision.sweeps import main as summary_cli
+from lit_vision.commands.runner import record_failure as job_failed
+from lit_vision.commands.sweeps import main as summary_cli
+from lit_vision.runs.sweep_summary import write_summary
 
 # one epoch of 3 digits batches, no plots: each job takes seconds
 TINY = ["data=digits", "model=cnn", "accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
@@ -110,7 +110,7 @@ def test_seed_plot_draws_one_std_error_bars(tmp_path):
     import matplotlib.pyplot as plt
     from matplotlib.container import ErrorbarContainer
 
-    from lit_vision.sweep_summary import seed_bars
+    from lit_vision.runs.sweep_summary import seed_bars
 
     sweep = tmp_path / "seeds"
     for num, (seed, acc) in enumerate([(1, 0.80), (2, 0.90), (3, 0.85)]):

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lit_vision import reporting
 from lit_vision.checks import fraction_list
+from lit_vision.commands.train import run
 from lit_vision.errors import ConfigError
-from lit_vision.train import run
+from lit_vision.runs import reporting
 from lit_vision.training import callbacks
 from lit_vision.training.callbacks import EpochTimer
 

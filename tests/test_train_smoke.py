@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST
 
-from lit_vision.train import run
+from lit_vision.commands.train import run
 
 
 def test_default_run_on_digits_writes_report(make_cfg):

@@ -14,7 +14,7 @@ from conftest import FAST
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary
 from lightning.pytorch.strategies import DDPStrategy
 
-from lit_vision.train import run
+from lit_vision.commands.train import run
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer, instantiate_group
 from lit_vision.training.callbacks import NetSummary, RunDirCSVLogger, quiet_known_noise, summary_rows
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import compose_config
 
-from lit_vision.boosting import MODEL_FILE, load_booster, resolve_device
+from lit_vision.commands.xgb import run
 from lit_vision.errors import ConfigError
+from lit_vision.models.boosting import MODEL_FILE, load_booster, resolve_device
 from lit_vision.training.checkpoints import load_classifier
-from lit_vision.xgb import run
 
 
 def test_xgb_run_writes_the_neural_report_format(xgb_run: Path, cnn_run: Path):
@@ -63,7 +63,7 @@ def test_notebook_preset_reaches_the_booster(tmp_path: Path):
     """Notebook 004's XGBClassifier parameters arrive in the booster that is fitted."""
     from omegaconf import OmegaConf
 
-    from lit_vision.boosting import make_classifier
+    from lit_vision.models.boosting import make_classifier
 
     cfg = compose_config(["xgb_preset=fer_custom_xgb", "ckpt_path=x.ckpt"], tmp_path / "run", "xgb")
     params = make_classifier(OmegaConf.to_container(cfg.xgb), num_classes=2, device="cpu", seed=0).get_params()

@@ -23,7 +23,7 @@ from lit_vision.checks import (
     positive_number,
 )
 from lit_vision.errors import ConfigError
-from lit_vision.runs import project_root
+from lit_vision.runs.paths import project_root
 
 CONF_DIR = Path(str(files("lit_vision") / "conf"))
 
@@ -57,7 +57,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_optional_packages(cfg)
     goal = OmegaConf.select(cfg, "report.operating_point", default=None)
     if goal:
-        from lit_vision.operating_point import parse_goal
+        from lit_vision.deploy.operating_point import parse_goal
 
         parse_goal(goal)
     precision = str(OmegaConf.select(cfg, "trainer.precision", default="32"))
@@ -100,7 +100,7 @@ def _check_optional_packages(cfg: DictConfig) -> None:
     """Config choices that need an optional extra: say which before any data is read."""
     if not OmegaConf.select(cfg, "logger", default=None):
         return  # commands without loggers do not import Lightning for this
-    from lit_vision.tracking import mlflow_entries, require_mlflow
+    from lit_vision.runs.tracking import mlflow_entries, require_mlflow
 
     if mlflow_entries(cfg):
         require_mlflow()

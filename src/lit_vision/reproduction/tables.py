@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from lit_vision.errors import ConfigError
-from lit_vision.history import read_history
-from lit_vision.markdown import markdown_table
 from lit_vision.reproduction import machine
 from lit_vision.reproduction.launch import LOG, METRICS, read_manifest
 from lit_vision.reproduction.plan import Row
-from lit_vision.runs import project_root
-from lit_vision.seeds import mean_std, mean_std_text, numbers, stat_cell
+from lit_vision.runs.history import read_history
+from lit_vision.runs.markdown import markdown_table
+from lit_vision.runs.paths import project_root
+from lit_vision.runs.seeds import mean_std, mean_std_text, numbers, stat_cell
 
 #: where a run's last history.csv row sits in its record (metric keys ``last_epoch.<column>``)
 LAST_EPOCH = "last_epoch"

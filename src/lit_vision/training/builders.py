@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
 from lit_vision.models.registry import canonical_spec, net_class
-from lit_vision.tracking import mlflow_loggers
+from lit_vision.runs.tracking import mlflow_loggers
 from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
 from lit_vision.training.distributed import device_overrides

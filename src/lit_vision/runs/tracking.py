@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lit_vision.errors import ConfigError
-from lit_vision.seeds import flatten
+from lit_vision.runs.seeds import flatten
 
 log = logging.getLogger("lit_vision")
 

@@ -18,11 +18,12 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from lit_vision import inference, reporting, tracking
+from lit_vision.commands.runner import hydra_command
 from lit_vision.data.datamodule import VisionDataModule
-from lit_vision.history import read_history, write_history
-from lit_vision.operating_point import OPERATING_POINT_FILE, UnreachableGoalError, choose_threshold, metrics_at
-from lit_vision.runner import hydra_command
+from lit_vision.deploy import inference
+from lit_vision.deploy.operating_point import OPERATING_POINT_FILE, UnreachableGoalError, choose_threshold, metrics_at
+from lit_vision.runs import reporting, tracking
+from lit_vision.runs.history import read_history, write_history
 from lit_vision.training import hardware
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
 from lit_vision.training.callbacks import EpochTimer, RunDirCSVLogger

@@ -1,6 +1,6 @@
 """Runs that differ only in their seed: which runs those are, and mean ± std over them (no torch here).
 
-Used by ``python -m lit_vision.compare`` and by the multirun summary (:mod:`lit_vision.sweep_summary`).
+Used by ``python -m lit_vision.compare`` and by the multirun summary (:mod:`lit_vision.runs.sweep_summary`).
 
 * Two runs are *seed replicates* when their saved configs (``.hydra/config.yaml``, unresolved as Hydra saves it)
   are equal once :func:`ignored` keys are dropped: ``seed`` and the keys that only say where a run reads or writes
@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from lit_vision.markdown import markdown_table
-from lit_vision.runs import NEVER
+from lit_vision.runs.markdown import markdown_table
+from lit_vision.runs.paths import NEVER
 
 #: config keys about where a run's files are, not about the experiment (``fnmatch`` patterns of dotted keys)
 LOCATION_KEYS = ("seed", "resume", "paths.*", "trainer.default_root_dir", "callbacks.*.dirpath",

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from lit_vision.commands.runner import exit_on_user_error
 from lit_vision.models.timm_net import WeightsError
-from lit_vision.runner import exit_on_user_error
 from lit_vision.training.checkpoints import read_checkpoint
 
 PREFIX = "net.backbone."

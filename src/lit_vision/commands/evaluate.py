@@ -12,9 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lit_vision import reporting
+from lit_vision.commands.runner import hydra_command
 from lit_vision.errors import ConfigError
-from lit_vision.runner import hydra_command
+from lit_vision.runs import reporting
 from lit_vision.training import recipes
 from lit_vision.training.builders import build_datamodule, build_trainer
 from lit_vision.training.checkpoints import load_classifier

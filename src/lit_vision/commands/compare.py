@@ -13,7 +13,7 @@ minutes and minutes to each ``val/acc`` threshold (``never`` when not reached); 
 must share one test set, i.e. the same data config and seed).
 
 Runs that differ only in their seed (equal ``.hydra/config.yaml`` without seed and location keys, see
-:mod:`lit_vision.seeds`) also get one row per group in a second table, mean ± sample std and n of every number
+:mod:`lit_vision.runs.seeds`) also get one row per group in a second table, mean ± sample std and n of every number
 column, written to ``<out>_seeds.csv`` and appended to ``<out>.md``. Runs without ``.hydra/config.yaml`` (e.g. an
 XGBoost ``source_model/`` report) are never grouped; their seed cell is blank.
 """
@@ -33,17 +33,17 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from lit_vision.ensembles import majority_vote, mean_probability
+from lit_vision.commands.runner import exit_on_user_error
+from lit_vision.deploy.ensembles import majority_vote, mean_probability
 from lit_vision.errors import LitVisionError
-from lit_vision.markdown import markdown_table
-from lit_vision.runner import exit_on_user_error
-from lit_vision.runs import (
+from lit_vision.runs.markdown import markdown_table
+from lit_vision.runs.paths import (
     default_output,
     run_dir_of_checkpoint,
     run_name,
     timing_cells,
 )
-from lit_vision.seeds import (
+from lit_vision.runs.seeds import (
     read_config,
     read_overrides,
     seed_groups,
@@ -52,7 +52,7 @@ from lit_vision.seeds import (
     write_seed_csv,
 )
 
-#: columns of every table; timing columns (:func:`~lit_vision.runs.timing_cells`) follow when a run has them
+#: columns of every table; timing columns (:func:`~lit_vision.runs.paths.timing_cells`) follow when a run has them
 COLUMNS = ["model", "run", "seed", "val/acc", "test/acc", "test/precision", "test/recall", "test/f1", "test/auroc",
            "test/loss", "TP", "FP", "FN", "TN"]
 METRICS = COLUMNS[3:10]
@@ -109,7 +109,7 @@ def read_predictions(run: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 def ensemble_rows(runs: Sequence[Path], class_names: list[str]) -> list[dict[str, Any]]:
     # torch: only when ensembles are scored
-    from lit_vision.reporting import build_record
+    from lit_vision.runs.reporting import build_record
 
     preds = [read_predictions(r) for r in runs]
     sources, targets, _ = preds[0]

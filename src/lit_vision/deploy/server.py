@@ -1,7 +1,7 @@
 """The HTTP service behind ``python -m lit_vision.serve``: FastAPI + uvicorn around one model.
 
 An exported ``.onnx`` model is served with onnxruntime alone (this module imports neither torch nor Lightning for
-it); a run dir or ``.ckpt`` goes through :mod:`lit_vision.inference`. Every upload is decoded exactly as training
+it); a run dir or ``.ckpt`` goes through :mod:`lit_vision.deploy.inference`. Every upload is decoded exactly as training
 decoded images (:func:`lit_vision.imaging.decode_image`), all images of a request are classified as one batch,
 and inference runs in a worker thread so the event loop keeps answering. Bad input is answered with a 4xx JSON
 error naming the problem, never with a crash.
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from lit_vision.deploy.operating_point import decide
 from lit_vision.errors import LitVisionError
 from lit_vision.imaging import decode_image
-from lit_vision.operating_point import decide
 
 #: request limits: a body over MAX_BODY_BYTES is refused with 413 before it is read; at most MAX_FILES per request
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -87,7 +87,7 @@ def load_model(spec: str | Path) -> ServedModel:
         raise ServeError(f"{spec}: no such file or folder; pass a run dir, a .ckpt or an exported .onnx")
     if path.suffix == ".onnx":
         return load_onnx(path)
-    from lit_vision.inference import load_predictor
+    from lit_vision.deploy.inference import load_predictor
 
     pred = load_predictor(str(path))
     return ServedModel(pred.name, list(pred.class_names), pred.channels, pred.image_size, pred.threshold,

@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
 
-    from lit_vision.serving import ServeError, create_app, load_model
+    from lit_vision.deploy.server import ServeError, create_app, load_model
 
     try:
         model = load_model(args.model)

@@ -1,13 +1,13 @@
 """One summary per multirun (grids and Optuna), failed jobs listed with their error.
 
-* A failing job writes ``<job dir>/error.json`` (:func:`lit_vision.runner.record_failure`) and returns NaN, so
+* A failing job writes ``<job dir>/error.json`` (:func:`lit_vision.commands.runner.record_failure`) and returns NaN, so
   the other jobs still run (Optuna records a NaN trial as failed).
 * :class:`SweepSummary` is a Hydra callback (``hydra.callbacks.sweep_summary`` in
   ``conf/hydra/default.yaml``): after the last job it reads every job's ``metrics.json`` or
   ``error.json`` and ``.hydra/overrides.yaml`` and writes ``summary.csv``, ``summary.md`` and
   ``summary.png`` (the metric against the swept values) into the sweep dir, and prints the table.
 * A sweep over ``seed`` (e.g. ``seed=1,2,3``) also gets mean ± sample std and n per metric of the jobs that differ
-  only in their seed (:mod:`lit_vision.seeds`): ``summary_seeds.csv``, a second table in ``summary.md``, and
+  only in their seed (:mod:`lit_vision.runs.seeds`): ``summary_seeds.csv``, a second table in ``summary.md``, and
   ``summary.png`` shows one bar per group at its mean with a std error bar and each seed's job as a dot. n counts
   finished jobs only: failed or missing jobs are listed under ``not finished`` and left out of the means.
 """
@@ -28,9 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_vision.errors import LitVisionError
-from lit_vision.markdown import markdown_table
-from lit_vision.runs import timing_cells
-from lit_vision.seeds import (
+from lit_vision.runs.markdown import markdown_table
+from lit_vision.runs.paths import timing_cells
+from lit_vision.runs.seeds import (
     SeedGroup,
     mean_std,
     numbers,
@@ -87,7 +87,7 @@ def swept_keys(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def summary_rows(jobs: Sequence[Mapping[str, Any]], metric: str) -> tuple[list[str], list[dict[str, Any]]]:
     """Flat rows: job, swept values, status, the chosen metric, the usual metrics, epochs, training minutes and
-    minutes to each val/acc threshold (:func:`~lit_vision.runs.timing_cells`), error."""
+    minutes to each val/acc threshold (:func:`~lit_vision.runs.paths.timing_cells`), error."""
     keys = swept_keys(jobs)
     metric_cols = [metric] + [c for c in COLUMNS if c != metric and any(c in j["metrics"] for j in jobs)]
     timing = list(dict.fromkeys(["epochs", *(k for j in jobs for k in timing_cells(j["metrics"]))]))

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from lit_vision.deploy.inference import stored_threshold
 from lit_vision.errors import LitVisionError
-from lit_vision.inference import stored_threshold
-from lit_vision.runs import run_dir_of_checkpoint
+from lit_vision.runs.paths import run_dir_of_checkpoint
 from lit_vision.training.checkpoints import load_classifier
 
 log = logging.getLogger("lit_vision")

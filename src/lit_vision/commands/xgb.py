@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lit_vision import reporting
-from lit_vision.boosting import MODEL_FILE, embeddings, make_classifier, resolve_device, save_booster
+from lit_vision.commands.runner import hydra_command
 from lit_vision.errors import ConfigError
-from lit_vision.runner import hydra_command
-from lit_vision.runs import run_dir_of_checkpoint, run_name
+from lit_vision.models.boosting import MODEL_FILE, embeddings, make_classifier, resolve_device, save_booster
+from lit_vision.runs import reporting
+from lit_vision.runs.paths import run_dir_of_checkpoint, run_name
 from lit_vision.training.builders import build_datamodule
 from lit_vision.training.checkpoints import load_classifier
 

@@ -7,7 +7,7 @@
 * the per-class classification report (scikit-learn's ``classification_report`` shape, from torchmetrics);
 * console tables (rich).
 
-Plots are drawn by :mod:`lit_vision.plots`; multirun summaries by :mod:`lit_vision.sweep_summary`.
+Plots are drawn by :mod:`lit_vision.runs.plots`; multirun summaries by :mod:`lit_vision.runs.sweep_summary`.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def print_metrics(record: Mapping[str, Any], title: str = "metrics") -> None:
 
 def write_run_report(out: Path, record: dict[str, Any], model: Any, dm: Any, report: Mapping[str, Any]) -> None:
     """A Lightning run's report: metrics.json (with the classification report), predictions.csv, tables, plots."""
-    from lit_vision import plots
+    from lit_vision.runs import plots
 
     outputs = getattr(model, "test_outputs", {})
     if "probs" in outputs and report["classification_report"]:

@@ -31,8 +31,8 @@ from omegaconf import DictConfig  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from lit_vision.commands.runner import hydra_command  # noqa: E402
 from lit_vision.data.arrays import ImageArrays  # noqa: E402
-from lit_vision.runner import hydra_command  # noqa: E402
 from lit_vision.training.builders import build_datamodule  # noqa: E402
 
 log = logging.getLogger("lit_vision.inspect")

@@ -26,10 +26,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from lit_vision.commands.runner import exit_on_user_error
+from lit_vision.deploy.inference import Results, collect_images, load_predictor, predict_images, unique_names
 from lit_vision.errors import LitVisionError
-from lit_vision.inference import Results, collect_images, load_predictor, predict_images, unique_names
-from lit_vision.runner import exit_on_user_error
-from lit_vision.runs import default_output
+from lit_vision.runs.paths import default_output
 
 
 def true_label(path: Path, class_names: Sequence[str] | None) -> str:

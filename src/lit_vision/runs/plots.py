@@ -32,7 +32,7 @@ from torchmetrics.functional.classification import (  # noqa: E402
     multiclass_roc,
 )
 
-from lit_vision.history import read_history  # noqa: E402
+from lit_vision.runs.history import read_history  # noqa: E402
 
 log = logging.getLogger(__name__)
 

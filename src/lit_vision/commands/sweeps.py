@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lit_vision.runner import exit_on_user_error
-from lit_vision.sweep_summary import write_summary
+from lit_vision.commands.runner import exit_on_user_error
+from lit_vision.runs.sweep_summary import write_summary
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """XGBoost on a trained classifier's penultimate-layer embeddings: embed, build, save and load the booster.
 
 The booster is saved in XGBoost's own JSON format (portable, never a pickle) beside ``xgb_meta.json``, which
-names the source checkpoint and the class names, so :mod:`lit_vision.inference` can rebuild the pair.
+names the source checkpoint and the class names, so :mod:`lit_vision.deploy.inference` can rebuild the pair.
 """
 
 from __future__ import annotations

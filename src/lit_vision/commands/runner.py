@@ -31,7 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lit_vision.config import CONF_DIR, validate_config
 from lit_vision.errors import ConfigError, LitVisionError
-from lit_vision.sweep_summary import ERROR_FILE
+from lit_vision.runs.sweep_summary import ERROR_FILE
 
 log = logging.getLogger("lit_vision")
 
@@ -55,9 +55,9 @@ def record_failure(job_dir: Path, exc: BaseException) -> float:
 
 
 def record_tracked_failure(cfg: DictConfig, exc: BaseException) -> None:
-    """``logger=mlflow``: the job's MLflow run is marked FAILED with the error (:mod:`lit_vision.tracking`)."""
+    """``logger=mlflow``: the job's MLflow run is marked FAILED with the error (:mod:`lit_vision.runs.tracking`)."""
     if OmegaConf.select(cfg, "logger", default=None):
-        from lit_vision.tracking import record_failure as record_in_mlflow
+        from lit_vision.runs.tracking import record_failure as record_in_mlflow
 
         record_in_mlflow(cfg, exc)
 

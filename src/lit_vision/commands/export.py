@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lit_vision.runner import exit_on_user_error
+from lit_vision.commands.runner import exit_on_user_error
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
 
     def work() -> dict:
-        from lit_vision.onnx_export import export
+        from lit_vision.deploy.onnx_export import export
 
         return export(args.model, args.out, args.format)
 

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lit_vision import reporting
+from lit_vision.commands.runner import hydra_command
 from lit_vision.errors import ConfigError
-from lit_vision.runner import hydra_command
+from lit_vision.runs import reporting
 from lit_vision.training.builders import build_datamodule
 
 log = logging.getLogger("lit_vision.baseline")

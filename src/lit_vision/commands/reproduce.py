@@ -23,10 +23,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lit_vision.commands.runner import hydra_command
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.reproduction import launch, machine, markers, plan, tables
-from lit_vision.runner import hydra_command
-from lit_vision.runs import project_root
+from lit_vision.runs.paths import project_root
 
 log = logging.getLogger("lit_vision.reproduce")
 RESULTS_HEADING = "## Notebook rows, regenerated"

@@ -27,9 +27,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from lit_vision.commands.runner import exit_on_user_error
 from lit_vision.errors import ConfigError, LitVisionError
-from lit_vision.runner import exit_on_user_error
-from lit_vision.seeds import flatten
+from lit_vision.runs.seeds import flatten
 
 #: the Hydra commands whose runs can be rerun: ``hydra.job.config_name`` → ``python -m lit_vision.<name>``
 COMMANDS = ("train", "evaluate", "xgb", "baseline", "inspect")
@@ -126,7 +126,7 @@ def run(argv: Sequence[str]) -> Any:
     argv_before = sys.argv
     sys.argv = [f"lit_vision.{command}", *overrides]  # the command's @hydra.main reads its overrides here
     try:
-        return importlib.import_module(f"lit_vision.{command}").main()
+        return importlib.import_module(f"lit_vision.commands.{command}").main()
     finally:
         sys.argv = argv_before
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lit_vision import boosting
 from lit_vision.data.image_folder import decode_image, is_image_file
-from lit_vision.ensembles import majority_vote, mean_probability
+from lit_vision.deploy.ensembles import majority_vote, mean_probability
+from lit_vision.deploy.operating_point import OPERATING_POINT_FILE, decide
 from lit_vision.errors import LitVisionError
-from lit_vision.operating_point import OPERATING_POINT_FILE, decide
-from lit_vision.runs import run_dir_of_checkpoint, run_name
+from lit_vision.models import boosting
+from lit_vision.runs.paths import run_dir_of_checkpoint, run_name
 from lit_vision.training.checkpoints import load_classifier
 
 MEAN, MAJORITY = "ensemble:mean", "ensemble:majority"
