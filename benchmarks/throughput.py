@@ -48,8 +48,8 @@ from lit_vision.commands.runner import execute
 from lit_vision.commands.train import run as train_run
 from lit_vision.config import CONF_DIR
 from lit_vision.data.synthetic import write_notebook_datasets
-from lit_vision.markdown import markdown_table
 from lit_vision.reproduction.machine import cpu_model
+from lit_vision.runs.markdown import markdown_table
 from lit_vision.training import hardware
 from lit_vision.training.builders import build_classifier, build_datamodule
 from lit_vision.training.optim import create_optimizer
