@@ -26,6 +26,8 @@ import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 
+from lit_vision.training import lightning_internals
+
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +52,7 @@ class DeferredRequeue(Callback):
         self._previous: Any = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        env = trainer._accelerator_connector.cluster_environment
+        env = lightning_internals.cluster_environment(trainer)
         if stage != "fit" or not isinstance(env, SLURMEnvironment) or not env.auto_requeue:
             return
         if threading.current_thread() is not threading.main_thread() or env.requeue_signal is None:
@@ -78,7 +80,7 @@ class DeferredRequeue(Callback):
             self._save_and_requeue(trainer)
 
     def _save_and_requeue(self, trainer: L.Trainer) -> None:
-        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+        path = lightning_internals.hpc_save_path(trainer)
         partial = f"{path}.partial"  # renamed when complete: a kill while saving leaves no truncated checkpoint
         trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
         requeued = False
