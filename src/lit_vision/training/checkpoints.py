@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lit_vision.errors import LitVisionError
+from lit_vision.training import grouped_steps
 
 if TYPE_CHECKING:
     import lightning as L
@@ -183,13 +184,9 @@ def check_resume_checkpoint(path: str, model: torch.nn.Module) -> None:
     was written with Lightning's other optimisation mode (each keeps its own step count)."""
     ckpt = read_checkpoint(path)
     check_compatible(path, ckpt, model)
-    saved = int(ckpt.get("steps_per_execution", 1))
-    wanted = int(getattr(model, "steps_per_execution", 1))
-    if (saved == 1) != (wanted == 1):
-        raise CheckpointError(f"checkpoint {path} was written with steps_per_execution={saved} and this run asks for "
-                              f"{wanted}: Lightning counts the steps of the two modes apart, so the step count would "
-                              f"restart. Resume with steps_per_execution={saved}"
-                              + (" (or any value above 1)" if saved > 1 else ""))
+    problem = grouped_steps.check_checkpoint_mode(path, ckpt, model)
+    if problem:
+        raise CheckpointError(problem)
 
 
 # --- never save NaN weights ------------------------------------------------------------------------

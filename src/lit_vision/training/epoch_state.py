@@ -6,9 +6,10 @@
 * the random number generators (torch CPU and CUDA, numpy, Python) at the batch boundary: augmentation, mixup and
   dropout draw from them, so the resumed batches get the same crops, flips and dropout masks.
 
-:class:`~lit_vision.training.classifier.ImageClassifier` saves :func:`capture` in ``on_save_checkpoint`` and applies
-the saved state once, when training resumes: all of it before the first batch of a mid-epoch resume, only the
-generators when the checkpoint was written at an epoch's end (the next epoch starts its sums from zero).
+:class:`EpochSums` keeps the sums; :class:`~lit_vision.training.classifier.ImageClassifier` saves them with
+:func:`capture` in ``on_save_checkpoint`` and applies the saved state once, when training resumes: all of it before
+the first batch of a mid-epoch resume (:meth:`EpochSums.resume_batch`), only the generators when the checkpoint was
+written at an epoch's end (:meth:`EpochSums.start_epoch`: the next epoch starts its sums from zero).
 The running sums are restored in single-process runs only: under DDP a checkpoint holds rank 0's sums alone.
 Everything is plain tensors and numbers, so checkpoints still load with ``weights_only=True``.
 """
@@ -67,4 +68,44 @@ def capture(loss_sum: torch.Tensor, seen: int, metrics: MetricCollection) -> dic
             "rng": rng_states()}
 
 
-__all__ = ["CHECKPOINT_KEY", "capture", "load_metric_states", "rng_states", "set_rng_states"]
+class EpochSums:
+    """The epoch's running training loss sum and image count (``train/loss``), and the state a resumed fit continues
+    from: read from the checkpoint by :meth:`load`, kept until training resumes (validate/test with a checkpoint
+    load it too, and must not apply it)."""
+
+    def __init__(self) -> None:
+        self.loss_sum = torch.zeros(())
+        self.seen = 0
+        self.resumed: dict[str, Any] | None = None
+
+    def add(self, loss: torch.Tensor, images: int) -> None:
+        self.loss_sum += loss.detach() * images
+        self.seen += images
+
+    def save(self, checkpoint: dict[str, Any], metrics: MetricCollection) -> None:
+        checkpoint[CHECKPOINT_KEY] = capture(self.loss_sum, self.seen, metrics)
+
+    def load(self, checkpoint: dict[str, Any]) -> None:
+        self.resumed = checkpoint.get(CHECKPOINT_KEY)
+
+    def start_epoch(self, device: torch.device) -> None:
+        """Zero sums; resumed from an epoch's end: a new epoch, the same random streams."""
+        self.loss_sum, self.seen = torch.zeros((), device=device), 0
+        if self.resumed is not None:
+            set_rng_states(self.resumed["rng"])
+            self.resumed = None
+
+    def resume_batch(self, metrics: MetricCollection, device: torch.device, world_size: int) -> None:
+        """Before the first training batch of a run resumed mid-epoch: continue the epoch's sums (one process only)
+        and random streams."""
+        if self.resumed is None:
+            return
+        state, self.resumed = self.resumed, None
+        if world_size == 1:
+            self.loss_sum = state["loss_sum"].to(device)
+            self.seen = int(state["seen"])
+            load_metric_states(metrics, state["metrics"], device)
+        set_rng_states(state["rng"])
+
+
+__all__ = ["CHECKPOINT_KEY", "EpochSums", "capture", "load_metric_states", "rng_states", "set_rng_states"]

@@ -1,0 +1,88 @@
+"""Losses by name (``model.loss``): one registry, like :mod:`lit_vision.training.optim`'s.
+
+A loss is a function ``(logits, target, *, num_classes, class_weight, label_smoothing) -> loss``: ``logits`` float
+``(N, outputs)``, ``target`` integer labels ``(N,)`` or soft targets ``(N, K)`` (mixup/cutmix), ``class_weight``
+None or ``(K,)`` (``data.class_weighting``). Adding one is a function here registered with :func:`register_loss`;
+``model.loss=<name>`` then picks it. ``binary=True`` marks a loss for two-class tasks only, whose net has a single
+logit (the positive class's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lit_vision.errors import ConfigError
+
+LossFn = Callable[..., torch.Tensor]
+LOSSES: dict[str, LossFn] = {}
+BINARY_LOSSES: set[str] = set()  # two classes only, one logit
+
+
+def register_loss(name: str, binary: bool = False) -> Callable[[LossFn], LossFn]:
+    def wrap(fn: LossFn) -> LossFn:
+        LOSSES[name] = fn
+        if binary:
+            BINARY_LOSSES.add(name)
+        return fn
+    return wrap
+
+
+def loss_names() -> list[str]:
+    return list(LOSSES)
+
+
+def check_loss(loss: str, class_names: list[str]) -> None:
+    if loss not in LOSSES:
+        raise ConfigError(f"model.loss={loss!r} is not one of {loss_names()}")
+    if loss in BINARY_LOSSES and len(class_names) != 2:
+        raise ConfigError(f"model.loss={loss} needs a binary task but the data has {len(class_names)} classes "
+                          f"{class_names}; use model.loss=ce or map the labels to two classes")
+
+
+def num_outputs_for(num_classes: int, loss: str) -> int:
+    """Binary task + a binary loss (bce) → one logit; everything else → one logit per class."""
+    return 1 if (num_classes == 2 and loss in BINARY_LOSSES) else num_classes
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """(N, K) class probabilities whatever the output width (one logit: sigmoid of the positive class)."""
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p, p], dim=1)
+    return logits.softmax(dim=1)
+
+
+def one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Soft targets as they are; integer labels as float one-hot rows."""
+    return target if target.is_floating_point() else F.one_hot(target, num_classes).float()
+
+
+@register_loss("ce")
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, class_weight: torch.Tensor | None = None,
+                  label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
+    return F.cross_entropy(logits, target, weight=class_weight, label_smoothing=label_smoothing)
+
+
+@register_loss("bce", binary=True)
+def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, num_classes: int,
+                         class_weight: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+    """Per-class sigmoid; with one logit, against the positive class, weighted by the classes' weight ratio."""
+    pos_weight = None if class_weight is None else (class_weight[1] / class_weight[0]).reshape(1)
+    target = one_hot(target, num_classes)
+    if logits.shape[1] == 1:
+        logits, target = logits.squeeze(1), target[:, 1]
+    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+
+
+@register_loss("mse")
+def mean_squared_error(logits: torch.Tensor, target: torch.Tensor, *, num_classes: int, **_: Any) -> torch.Tensor:
+    """Keras-style mean squared error between class probabilities and one-hot targets."""
+    return F.mse_loss(probabilities(logits), one_hot(target, num_classes))
+
+
+__all__ = ["LOSSES", "check_loss", "loss_names", "num_outputs_for", "probabilities", "register_loss"]
