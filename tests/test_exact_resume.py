@@ -180,3 +180,30 @@ def test_sigkilled_mid_epoch_then_resumed_equals_uninterrupted(tmp_path: Path) -
     resumed = train(killed_dir, "callbacks.last_checkpoint.every_n_train_steps=5", f"resume={killed_dir}")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:] if resumed.stderr else ""
     assert history_without_times(killed_dir) == history_without_times(tmp_path / "whole")
+
+
+WHITENING = ["model=cnn", "model.net.head.hidden=[]",
+             "model.net.features=[{whiten: 8, kernel: 2, act: gelu},{conv: 8, kernel: 3, padding: same},{pool: 2}]"]
+
+
+def test_a_resumed_run_keeps_the_whitening_stem_it_was_trained_with(make_cfg, monkeypatch) -> None:
+    """The stem is fitted when the classifier is built (builders.build_classifier), resumed runs included; the
+    checkpoint's fitted (frozen) filters then replace the new fit, whatever it gave."""
+    from lit_vision.models.whitening import PatchWhitening
+
+    base = [*WHITENING, "accelerator=cpu", "data.batch_size=64", "trainer.max_epochs=1", "test=false",
+            "validate_best=false", "callbacks.last_checkpoint.every_n_train_steps=7", *QUIET]
+    with pytest.raises(InterruptedError):
+        run(make_cfg(*base, "+callbacks.stop._target_=test_exact_resume.StopAt", "+callbacks.stop.step=14"))
+    cfg = make_cfg(*base, "ckpt_path=last")
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    trained = torch.load(last, weights_only=True)["state_dict"]["net.features.0.weight"]
+    fit = PatchWhitening.fit
+
+    def other_fit(stem: PatchWhitening, images: torch.Tensor) -> None:  # a refit that differs, were it kept
+        fit(stem, images)
+        stem.weight.mul_(-1)
+
+    monkeypatch.setattr(PatchWhitening, "fit", other_fit)
+    assert run(cfg)["global_step"] == 21
+    assert torch.equal(torch.load(last, weights_only=True)["state_dict"]["net.features.0.weight"], trained)

@@ -10,12 +10,12 @@ from conftest import FAST
 from omegaconf import OmegaConf
 
 from lit_vision.commands.train import run
-from lit_vision.errors import ConfigError
+from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.convnet import build_features
-from lit_vision.models.whitening import PatchWhitening
+from lit_vision.models.whitening import PatchWhitening, unfitted_stems
 from lit_vision.training import optim, recipes
-from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
-from lit_vision.training.checkpoints import read_checkpoint
+from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer, fit_whitening
+from lit_vision.training.checkpoints import load_classifier, read_checkpoint
 
 QUIET = ["accelerator=cpu", "~callbacks.progress_bar", "~callbacks.model_summary", "report.plots=false"]
 
@@ -174,14 +174,27 @@ def test_a_run_fits_the_whitening_stem_on_its_training_images_once(make_cfg, mon
     record = run(cfg)
     state = read_checkpoint(record["best_checkpoint"])["state_dict"]
     dm = build_datamodule(cfg)
-    model = build_classifier(cfg.model, dm)
+    model = build_classifier(cfg.model, dm)  # fitted when built, before any training
+    assert not unfitted_stems(model.net)
     expected = PatchWhitening(dm.channels, 8, kernel=2)
     expected.fit(model.preprocess(dm.train_sample(5000)))
+    assert torch.equal(model.net.features[0].weight, expected.weight)
     assert bool(state["net.features.0.fitted"])
     assert torch.allclose(state["net.features.0.weight"], expected.weight, atol=1e-5)  # fitted, then frozen
-    model.load_state_dict(state)
+    restored = load_classifier(record["best_checkpoint"])  # what evaluate/predict/export load: the trained stem
+    assert not unfitted_stems(restored.net)
+    assert torch.equal(restored.net.features[0].weight, state["net.features.0.weight"])
     monkeypatch.setattr(PatchWhitening, "fit", lambda *a: pytest.fail("a restored stem was refitted"))
-    model._fit_whitening()  # restored: nothing to fit, and no data module needed
+    fit_whitening(restored, dm)  # restored: nothing to fit
+
+
+def test_fitting_with_an_unfitted_whitening_stem_is_refused(make_cfg) -> None:
+    cfg = make_cfg(*FAST, WHITEN_NET, "model.net.head.hidden=[]")
+    dm = build_datamodule(cfg)
+    model = build_classifier(cfg.model, dm)
+    model.net.features[0].fitted.fill_(False)  # as a classifier built without build_classifier
+    with pytest.raises(LitVisionError, match="whitening stem"):
+        build_trainer(cfg).fit(model, datamodule=dm)
 
 
 @pytest.mark.parametrize("model", ["airbench", "airbench94"])

@@ -3,9 +3,10 @@
 Keller Jordan's airbench (https://github.com/KellerJordan/cifar10-airbench) initialises its first 2x2 conv from
 the eigen-decomposition of the covariance of 2x2 patches of (normalised) training images: each filter is an
 eigenvector scaled by ``1 / sqrt(eigenvalue + eps)``, used with both signs, so the stem's output is decorrelated
-with unit variance from the first step. The filters stay frozen; the bias trains. Fitting happens once, at the
-start of training, from a sample of the training split (``ImageClassifier.on_fit_start``); the ``fitted`` buffer
-travels in checkpoints, so a resumed or evaluated model is never refitted.
+with unit variance from the first step. The filters stay frozen; the bias trains. Fitting happens once, when the
+classifier is built for training, from a sample of the training split (``training.builders.build_classifier``, with
+:func:`unfitted_stems`); the ``fitted`` buffer travels in checkpoints, so a resumed or evaluated model keeps the
+weights it was trained with.
 """
 
 from __future__ import annotations
@@ -50,3 +51,8 @@ class PatchWhitening(nn.Conv2d):
         self.weight.copy_(torch.cat([filters, -filters]).to(self.weight.dtype))
         self.bias.zero_()
         self.fitted.fill_(True)
+
+
+def unfitted_stems(module: nn.Module) -> list[PatchWhitening]:
+    """The whitening stems in ``module`` not fitted yet."""
+    return [m for m in module.modules() if isinstance(m, PatchWhitening) and not bool(m.fitted)]

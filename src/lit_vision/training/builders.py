@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
 from lit_vision.models.registry import canonical_spec, net_class
+from lit_vision.models.whitening import unfitted_stems
 from lit_vision.runs.tracking import mlflow_loggers
 from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
@@ -73,11 +74,24 @@ def build_classifier(model_cfg: DictConfig, dm: VisionDataModule) -> ImageClassi
     net = dict(cfg["net"])
     net.update(in_chans=spec["channels"], input_size=spec["image_size"],
                num_outputs=num_outputs_for(dm.num_classes, cfg["loss"]))
-    return ImageClassifier(net=net, class_names=dm.class_names, input_spec=spec, loss=cfg["loss"],
-                           optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
-                           label_smoothing=float(cfg["label_smoothing"]), compile=bool(cfg["compile"]),
-                           channels_last=use_channels_last(cfg["channels_last"], net),
-                           class_weights=dm.class_weights(), mix=cfg["mix"], tta=cfg["tta"])
+    model = ImageClassifier(net=net, class_names=dm.class_names, input_spec=spec, loss=cfg["loss"],
+                            optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
+                            label_smoothing=float(cfg["label_smoothing"]), compile=bool(cfg["compile"]),
+                            channels_last=use_channels_last(cfg["channels_last"], net),
+                            class_weights=dm.class_weights(), mix=cfg["mix"], tta=cfg["tta"])
+    fit_whitening(model, dm)
+    return model
+
+
+def fit_whitening(model: ImageClassifier, dm: VisionDataModule, max_images: int = 5000) -> None:
+    """Fit the net's whitening stems (models/whitening.py) on a seeded sample of the training split as the net sees
+    it (preprocessed); every DDP rank draws the same sample. A resumed or loaded checkpoint then replaces the weights
+    with the ones it was trained with (the fitted filters are in its state_dict)."""
+    stems = unfitted_stems(model.net)
+    if stems:
+        images = model.preprocess(dm.train_sample(max_images)).contiguous()
+        for stem in stems:
+            stem.fit(images)
 
 
 def use_channels_last(setting: Any, net: dict[str, Any]) -> bool:

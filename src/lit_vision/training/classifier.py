@@ -1,4 +1,6 @@
-"""One LightningModule for every net and task: loss, optimiser, scheduler and metrics from config.
+"""One LightningModule for every net and task: preprocessing, the steps and the metrics; the pieces come by name
+from registries — losses (training/losses.py), optimizers and schedules (training/optim.py), mixing and
+test-time augmentation (training/recipes.py) — and grouped steps live in training/grouped_steps.py.
 
 Everything saved in the checkpoint's hyperparameters is a plain Python value (torch >= 2.6 loads
 checkpoints with ``weights_only=True``), and the input spec (channels, size, mean, std) travels with it,
@@ -14,24 +16,23 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.registry import canonical_spec, create_net
-from lit_vision.models.whitening import PatchWhitening
-from lit_vision.training import epoch_state, optim, recipes
+from lit_vision.models.whitening import unfitted_stems
+from lit_vision.training import epoch_state, grouped_steps, losses, optim, recipes
+from lit_vision.training.lightning_internals import logs_written_this_step
+from lit_vision.training.losses import num_outputs_for
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
-
-LOSSES = ("ce", "bce", "mse")
 
 
 class NonFiniteLossError(LitVisionError, RuntimeError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 
-def num_outputs_for(num_classes: int, loss: str) -> int:
-    """Binary + BCE → one logit; everything else → one logit per class."""
-    return 1 if (num_classes == 2 and loss == "bce") else num_classes
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float in [0, 1]; float images as they are."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
 class ImageClassifier(L.LightningModule):
@@ -51,6 +52,7 @@ class ImageClassifier(L.LightningModule):
         self.class_names = list(class_names)
         self.num_classes = len(class_names)
         self.loss_name = loss
+        self.loss_fn = losses.LOSSES[loss]
         self.net_name = str(net["name"])
         self.net = create_net(net)
         self.channels_last = bool(channels_last)
@@ -70,18 +72,15 @@ class ImageClassifier(L.LightningModule):
         self.test_confusion = confusion_matrix(self.num_classes)
         self.test_outputs: dict[str, torch.Tensor] = {}
         self._test_chunks: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._train_loss_sum = torch.zeros(())
-        self._train_seen = 0
-        self._resumed_state: dict[str, Any] | None = None  # epoch_state from the checkpoint, applied on resume
+        self.epoch_sums = epoch_state.EpochSums()  # train/loss, and what a resumed fit continues
         self.steps_per_execution, self.micro_batch_size = 1, 0  # set_steps_per_execution
-        self._direct_backward = False  # on_fit_start
+        self.direct_backward = False  # on_fit_start
         self._forward = torch.compile(self._net_forward) if compile else self._net_forward
 
     # --- forward -------------------------------------------------------------------------------
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float images → resized, normalised float (what the net saw in training)."""
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
+        x = to_float(x)
         if tuple(x.shape[-2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
         x = (x - self.mean) / self.std
@@ -99,49 +98,16 @@ class ImageClassifier(L.LightningModule):
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, K) class probabilities whatever the output width."""
-        logits = logits.float()
-        if logits.shape[1] == 1:
-            p = torch.sigmoid(logits[:, 0])
-            return torch.stack([1 - p, p], dim=1)
-        return logits.softmax(dim=1)
+        return losses.probabilities(logits)
 
     def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Loss against integer labels ``(N,)`` or soft targets ``(N, K)`` (mixup/cutmix)."""
-        logits = logits.float()
-        soft = y.is_floating_point()
-        if self.loss_name == "ce":
-            return F.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing)
-        if self.loss_name == "bce":
-            pos_weight = None
-            if self.class_weight is not None:
-                pos_weight = (self.class_weight[1] / self.class_weight[0]).reshape(1)
-            target = y if soft else F.one_hot(y, self.num_classes).float()
-            target = target[:, 1] if logits.shape[1] == 1 else target
-            return F.binary_cross_entropy_with_logits(logits.squeeze(1) if logits.shape[1] == 1 else logits,
-                                                      target, pos_weight=pos_weight)
-        # mse: Keras-style mean squared error between class probabilities and one-hot targets
-        probs = self.probabilities(logits)
-        return F.mse_loss(probs, y if soft else F.one_hot(y, self.num_classes).float())
-
-    # --- steps ---------------------------------------------------------------------------------
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training: (mixed) batch → loss; evaluation: the test-time-augmented logits. Returns the loss, the
-        probabilities and the integer labels the metrics take (a mixed image's dominant label)."""
-        x, y = batch
-        if self.training:
-            x, target = self.mix(x, y)
-            logits = self(x)
-            return self.compute_loss(logits, target), self.probabilities(logits).detach(), self.hard_labels(target)
-        logits = self.eval_logits(x)
-        return self.compute_loss(logits, y), self.probabilities(logits).detach(), y
+        """``model.loss`` against integer labels ``(N,)`` or soft targets ``(N, K)`` (mixup/cutmix)."""
+        return self.loss_fn(logits.float(), y, num_classes=self.num_classes, class_weight=self.class_weight,
+                            label_smoothing=self.hparams.label_smoothing)
 
     def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``model.mix``: mixup/cutmix images and soft targets; unchanged when off."""
-        if self.mixer is None:
-            return x, y
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-        return self.mixer(x, y)
+        return (x, y) if self.mixer is None else self.mixer(to_float(x), y)
 
     @staticmethod
     def hard_labels(target: torch.Tensor) -> torch.Tensor:
@@ -151,104 +117,33 @@ class ImageClassifier(L.LightningModule):
         """Logits for evaluation and prediction: with ``model.tta``, the mean over flipped/translated views."""
         if not (self.tta["hflip"] or self.tta["translate"]):
             return self(x)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
-        views = recipes.tta_views(x, self.tta["hflip"], self.tta["translate"])
+        views = recipes.tta_views(to_float(x), self.tta["hflip"], self.tta["translate"])
         return torch.stack([self(v).float() for v in views]).mean(dim=0)
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        if not self.automatic_optimization:
-            return self._training_steps(batch, batch_idx)
-        loss, probs, y = self._shared_step(batch)
-        self._record_training(loss, probs, y, batch_idx)
-        return loss
-
+    # --- training ------------------------------------------------------------------------------
     def set_steps_per_execution(self, steps: int, batch_size: int) -> None:
-        """Take ``steps`` optimizer steps per Lightning step, on consecutive ``batch_size`` slices of each batch
-        (``steps_per_execution``; the data module serves them grouped). Lightning's fixed cost per step (~1 ms on
-        a 2-core CPU) is then paid once per group; with 1, Lightning's automatic optimisation does the step."""
-        self.steps_per_execution = int(steps)
-        self.micro_batch_size = int(batch_size)
+        """``steps_per_execution``: ``steps`` optimizer steps per Lightning step, on consecutive ``batch_size``
+        slices of each (grouped) batch; with 1, Lightning's automatic optimisation (training/grouped_steps.py)."""
+        self.steps_per_execution, self.micro_batch_size = int(steps), int(batch_size)
         self.automatic_optimization = self.steps_per_execution == 1
 
-    def _training_steps(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """One optimizer step per ``micro_batch_size`` slice: forward, backward, step, and a per-step scheduler's
-        step; metrics and the loss recorded once for the group."""
-        x, y = batch
-        optimizer = self.optimizers()
-        scheduler = self.lr_schedulers()  # None, or a per-step one (config validation refuses plateau)
-        # normalised once for the group; a compiled forward keeps its own (compiled) preprocessing
-        x, forward = (x, self._forward) if self.hparams.compile else (self.preprocess(x), self.net)
-        losses, logits, hard = [], [], []
-        for xs, ys in zip(x.split(self.micro_batch_size), y.split(self.micro_batch_size)):
-            xs, ys = self.mix(xs, ys)
-            out = forward(xs)
-            loss = self.compute_loss(out, ys)
-            hard.append(self.hard_labels(ys))
-            optimizer.zero_grad(set_to_none=True)
-            self._backward(loss)
-            optimizer.step()
-            # autocast keeps its low-precision copies of the weights until its region ends, and the region spans
-            # the whole group: without this, the next step would multiply with the weights before this update
-            torch.clear_autocast_cache()
-            if scheduler is not None:
-                scheduler.step()
-            losses.append(loss.detach() * len(ys))
-            logits.append(out.detach())
-        loss = torch.stack(losses).sum() / len(y)
-        self._record_training(loss, self.probabilities(torch.cat(logits)), torch.cat(hard), batch_idx)
-        return loss
-
-    def _backward(self, loss: torch.Tensor) -> None:
-        """``loss.backward()`` where Lightning's backward would add nothing but its hooks (one device, no loss
-        scaling): they cost ~0.1 ms a step, a tenth of a notebook dense net's step on a 2-core CPU. Under DDP or
-        fp16 loss scaling, Lightning's ``manual_backward`` does it."""
-        if self._direct_backward:
-            loss.backward()
-        else:
-            self.manual_backward(loss)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["steps_per_execution"] = self.steps_per_execution  # resume checks it (checkpoints.py)
-        checkpoint[epoch_state.CHECKPOINT_KEY] = epoch_state.capture(self._train_loss_sum, self._train_seen,
-                                                                     self.train_metrics)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # kept until training resumes (validate/test with a checkpoint load it too, and must not apply it)
-        self._resumed_state = checkpoint.get(epoch_state.CHECKPOINT_KEY)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """The first training batch of a run resumed mid-epoch continues the epoch's sums and random streams.
-
-        Here, after the batch is fetched and before it is augmented (``on_after_batch_transfer``): what the
-        uninterrupted run drew between the checkpoint and this point is only the loader's, before the epoch."""
-        if self._resumed_state is not None and self.trainer.training:
-            state, self._resumed_state = self._resumed_state, None
-            if self.trainer.world_size == 1:
-                self._train_loss_sum = state["loss_sum"].to(self.device)
-                self._train_seen = int(state["seen"])
-                epoch_state.load_metric_states(self.train_metrics, state["metrics"], self.device)
-            epoch_state.set_rng_states(state["rng"])
-        return batch
-
     def on_fit_start(self) -> None:
-        strategy = self.trainer.strategy
-        self._direct_backward = (isinstance(strategy, SingleDeviceStrategy)
-                                 and getattr(strategy.precision_plugin, "scaler", None) is None)
-        self._fit_whitening()
+        self.direct_backward = grouped_steps.direct_backward(self.trainer)
+        if unfitted_stems(self.net):  # build_classifier fits them; a restored checkpoint holds them fitted
+            raise LitVisionError("a whitening stem (model.net.features: whiten) is fitted on the training images "
+                                 "when the classifier is built: build it with lit_vision.training.builders."
+                                 "build_classifier, or call builders.fit_whitening(model, datamodule) before fitting")
 
-    def _fit_whitening(self, max_images: int = 5000) -> None:
-        """Fit any whitening stem (models/whitening.py) not yet fitted, on a sample of the training split as the
-        net sees it (normalised); a restored checkpoint's stem is kept. Every rank draws the same seeded sample."""
-        stems = [m for m in self.net.modules() if isinstance(m, PatchWhitening) and not bool(m.fitted)]
-        if not stems:
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not hasattr(datamodule, "train_sample"):
-            raise LitVisionError("a whitening stem (model.net.features: whiten) is fitted on the training images at "
-                                 "the start of training; pass a lit_vision VisionDataModule to trainer.fit")
-        images = self.preprocess(datamodule.train_sample(max_images).to(self.device)).contiguous()
-        for stem in stems:
-            stem.fit(images)
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if self.automatic_optimization:
+            x, target = self.mix(*batch)
+            logits = self(x)
+            loss, probs, y = self.compute_loss(logits, target), self.probabilities(logits).detach(), target
+        else:
+            loss, logits, y = grouped_steps.training_steps(self, batch)
+            probs = self.probabilities(logits)
+        self._record_training(loss, probs, self.hard_labels(y), batch_idx)
+        return loss
 
     def _record_training(self, loss: torch.Tensor, probs: torch.Tensor, y: torch.Tensor, batch_idx: int) -> None:
         """Stop on a non-finite loss, update the train metrics, add to the epoch's loss sum, log the step loss."""
@@ -264,33 +159,46 @@ class ImageClassifier(L.LightningModule):
         # the epoch mean is summed on the device and logged once per epoch, the step loss only on the steps the
         # loggers write: each self.log call costs ~0.8 ms, and Lightning's per-step aggregation of logged values
         # ~1.4 ms — as much as a whole step of the notebooks' dense nets (benchmarks/throughput.py)
-        self._train_loss_sum += loss.detach() * len(y)
-        self._train_seen += len(y)
-        if self._writes_logs():
+        self.epoch_sums.add(loss, len(y))
+        if logs_written_this_step(self.trainer):
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
 
-    def _writes_logs(self) -> bool:
-        """Will the loggers write this step (every ``trainer.log_every_n_steps``)?"""
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
-
     def on_train_epoch_start(self) -> None:
-        self._train_loss_sum = torch.zeros((), device=self.device)
-        self._train_seen = 0
-        if self._resumed_state is not None:  # resumed from an epoch's end: a new epoch, the same random streams
-            epoch_state.set_rng_states(self._resumed_state["rng"])
-            self._resumed_state = None
+        self.epoch_sums.start_epoch(self.device)
 
     def on_train_epoch_end(self) -> None:
-        seen = max(self._train_seen, 1)
-        self.log("train/loss", self._train_loss_sum / seen, on_epoch=True, prog_bar=True, sync_dist=True,
+        seen = max(self.epoch_sums.seen, 1)
+        self.log("train/loss", self.epoch_sums.loss_sum / seen, on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=seen)
         # the metric objects themselves: Lightning computes (and syncs over DDP ranks) and resets them at epoch end,
         # on every rank at the same point; computing them here would start a collective rank 0 may not be in
         self.log_dict(self.train_metrics, on_epoch=True, prog_bar=True)
 
+    # --- exact resume (training/epoch_state.py) ------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[grouped_steps.CHECKPOINT_KEY] = self.steps_per_execution  # resume checks it (checkpoints.py)
+        self.epoch_sums.save(checkpoint, self.train_metrics)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.epoch_sums.load(checkpoint)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """The first training batch of a run resumed mid-epoch continues the epoch's sums and random streams.
+
+        Here, after the batch is fetched and before it is augmented (``on_after_batch_transfer``): what the
+        uninterrupted run drew between the checkpoint and this point is only the loader's, before the epoch."""
+        if self.trainer.training:
+            self.epoch_sums.resume_batch(self.train_metrics, self.device, self.trainer.world_size)
+        return batch
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def _eval_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self.eval_logits(x)
+        return self.compute_loss(logits, y), self.probabilities(logits).detach(), y
+
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        loss, probs, y = self._shared_step(batch)
+        loss, probs, y = self._eval_step(batch)
         self.val_metrics.update(metric_input(probs, self.num_classes), y)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=False)
@@ -299,7 +207,7 @@ class ImageClassifier(L.LightningModule):
         self._test_chunks = []
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        loss, probs, y = self._shared_step(batch)
+        loss, probs, y = self._eval_step(batch)
         self.test_metrics.update(metric_input(probs, self.num_classes), y)
         self.test_confusion.update(metric_input(probs, self.num_classes), y)
         self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
@@ -322,7 +230,7 @@ class ImageClassifier(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.probabilities(self.eval_logits(x))
 
-    # --- optimisation --------------------------------------------------------------------------
+    # --- optimisation (training/optim.py) ------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optimizer = optim.create_optimizer(self, self.hparams.optimizer)
         scheduler = optim.create_scheduler(optimizer, self.hparams.scheduler, self.planned_optimizer_steps)
@@ -330,17 +238,8 @@ class ImageClassifier(L.LightningModule):
 
     def planned_optimizer_steps(self) -> int:
         """Optimizer steps this fit will take: what a per-step scheduler anneals over."""
-        trainer = self.trainer
-        planned = trainer.estimated_stepping_batches
-        if not self.automatic_optimization:  # Lightning counts groups of steps_per_execution batches
-            per_epoch = trainer.num_training_batches * self.steps_per_execution
-            dm = trainer.datamodule
-            if getattr(dm, "train_set", None) is not None:  # the last group of an epoch may be short
-                images = math.ceil(len(dm.train_set.labels) / trainer.world_size)
-                per_epoch = min(per_epoch, math.ceil(images / self.micro_batch_size))
-            planned = per_epoch * trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else math.inf
-            if trainer.max_steps and trainer.max_steps > 0:
-                planned = min(planned, trainer.max_steps)
+        planned = self.trainer.estimated_stepping_batches if self.automatic_optimization else \
+            grouped_steps.planned_steps(self.trainer, self.steps_per_execution, self.micro_batch_size)
         if math.isinf(planned):
             raise ConfigError("a per-step scheduler (cosine, onecycle) needs a planned length: set trainer.max_epochs "
                               "or trainer.max_steps")
@@ -349,11 +248,10 @@ class ImageClassifier(L.LightningModule):
 
 def validate_hparams(loss: str, optimizer: Mapping[str, Any], scheduler: Mapping[str, Any],
                      class_names: list[str]) -> None:
-    if loss not in LOSSES:
-        raise ConfigError(f"model.loss={loss!r} is not one of {list(LOSSES)}")
-    if loss == "bce" and len(class_names) != 2:
-        raise ConfigError(f"model.loss=bce needs a binary task but the data has {len(class_names)} classes "
-                          f"{class_names}; use model.loss=ce or map the labels to two classes")
+    losses.check_loss(loss, class_names)
     optim.check_optimizer(optimizer)
     if scheduler.get("name") not in optim.scheduler_names():
         raise ConfigError(f"model.scheduler.name={scheduler.get('name')!r} is not one of {optim.scheduler_names()}")
+
+
+__all__ = ["ImageClassifier", "NonFiniteLossError", "num_outputs_for", "to_float", "validate_hparams"]
