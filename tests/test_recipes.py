@@ -13,7 +13,7 @@ from lit_vision.commands.train import run
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.convnet import build_features
 from lit_vision.models.whitening import PatchWhitening, unfitted_stems
-from lit_vision.training import optim, recipes
+from lit_vision.training import losses, optim, recipes
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer, fit_whitening
 from lit_vision.training.checkpoints import load_classifier, read_checkpoint
 
@@ -43,6 +43,38 @@ def test_mixing_is_off_by_default_and_refuses_unknown_keys() -> None:
 def test_a_run_with_mixup_and_cutmix_trains(make_cfg, loss: str) -> None:
     record = run(make_cfg(*FAST, f"model.loss={loss}", "model.mix.mixup_alpha=0.2", "model.mix.cutmix_alpha=1.0"))
     assert math.isfinite(record["test/loss"]) and 0.0 <= record["test/acc"] <= 1.0
+
+
+# --- losses by name (training/losses.py) --------------------------------------------------------------------
+def test_the_named_losses_compute_what_they_say() -> None:
+    torch.manual_seed(0)
+    logits, y, weight = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0]), torch.tensor([1.0, 2.0, 0.5])
+    ce = losses.LOSSES["ce"](logits, y, num_classes=3, class_weight=weight, label_smoothing=0.1)
+    assert torch.allclose(ce, torch.nn.functional.cross_entropy(logits, y, weight=weight, label_smoothing=0.1))
+    mse = losses.LOSSES["mse"](logits, y, num_classes=3, class_weight=None, label_smoothing=0.0)
+    assert torch.allclose(mse, ((logits.softmax(1) - torch.eye(3)[y]) ** 2).mean())
+    one, yb, wb = torch.randn(6, 1), torch.tensor([0, 1, 1, 0, 1, 0]), torch.tensor([1.0, 3.0])
+    bce = losses.LOSSES["bce"](one, yb, num_classes=2, class_weight=wb, label_smoothing=0.0)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(one[:, 0], yb.float(), pos_weight=wb[1:] / wb[0])
+    assert torch.allclose(bce, expected)
+    assert losses.num_outputs_for(2, "bce") == 1 and losses.num_outputs_for(2, "ce") == 2
+    with pytest.raises(ConfigError, match="needs a binary task"):
+        losses.check_loss("bce", ["a", "b", "c"])
+    with pytest.raises(ConfigError, match=r"model.loss='hinge' is not one of \['ce', 'bce', 'mse'"):
+        losses.check_loss("hinge", ["a", "b"])
+
+
+def test_a_registered_loss_is_one_config_value_away(make_cfg, monkeypatch) -> None:
+    monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))  # registered for this test only
+
+    @losses.register_loss("l1")
+    def l1(logits: torch.Tensor, target: torch.Tensor, *, num_classes: int, **_: object) -> torch.Tensor:
+        return (losses.probabilities(logits) - losses.one_hot(target, num_classes)).abs().mean()
+
+    cfg = make_cfg("model.loss=l1")
+    model = build_classifier(cfg.model, build_datamodule(cfg))
+    x, y = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8), torch.tensor([0, 1, 2, 3])
+    assert torch.isfinite(model.compute_loss(model(x), y))
 
 
 # --- test-time augmentation ----------------------------------------------------------------------------------
