@@ -136,7 +136,8 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if self.automatic_optimization:
-            x, target = self.mix(*batch)
+            x, y = batch
+            x, target = self.mix(x, y)
             logits = self(x)
             loss, probs, y = self.compute_loss(logits, target), self.probabilities(logits).detach(), target
         else:
