@@ -3,16 +3,20 @@ the wait for /health come from :mod:`lit_vision.deploy.http_client`, which the l
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 from PIL import Image
 
 from lit_vision.deploy.http_client import free_port, multipart, wait_until_up
 
-__all__ = ["free_port", "image_bytes", "multipart", "predict", "request", "wait_until_up"]
+__all__ = ["free_port", "image_bytes", "multipart", "predict", "request", "serving", "wait_until_up"]
 
 
 def image_bytes(size=(16, 16), mode="RGB", fmt="PNG", color=(200, 30, 30)) -> bytes:
@@ -39,3 +43,26 @@ def request(url: str, data: bytes | None = None, headers: dict | None = None) ->
 def predict(server: str, files: list[tuple[str, str, bytes]]) -> tuple[int, dict]:
     body, headers = multipart(files)
     return request(server + "/predict", body, headers)
+
+
+@contextlib.contextmanager
+def serving(model) -> Iterator[str]:
+    """``create_app(model)`` served by uvicorn in a thread on a free loopback port, for the ``with`` block: its URL."""
+    import uvicorn
+
+    from lit_vision.deploy.server import create_app
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(model), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)

@@ -1,17 +1,17 @@
-"""python -m lit_vision.export: an ONNX model that computes what the checkpoint computes, and says what it is."""
+"""python -m lit_vision.export: an ONNX model that computes what the checkpoint's evaluation computes (test-time
+augmentation included; tests/test_deploy_parity.py checks a TTA run in every consumer), and says what it is."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lit_vision.commands.export import main
 from lit_vision.deploy import onnx_export
-from lit_vision.training.checkpoints import load_classifier
+from lit_vision.deploy.loader import load_model
+from lit_vision.deploy.onnx_schema import OnnxModelInfo
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -29,21 +29,24 @@ def test_export_checks_parity_on_the_runs_test_images(exported: dict) -> None:
 
 
 def test_metadata_carries_classes_input_spec_and_threshold(exported: dict, cnn_run: Path) -> None:
+    import json
+
     meta = {p.key: p.value for p in onnx.load(str(exported["path"])).metadata_props}
-    assert json.loads(meta["class_names"]) == ["cat", "dog"]
-    assert json.loads(meta["input"]) == {"dtype": "uint8", "layout": "NCHW", "channels": 3, "height": 16, "width": 16}
+    info = OnnxModelInfo.from_metadata(meta)
+    assert info.class_names == ["cat", "dog"] and (info.channels, info.height, info.width) == (3, 16, 16)
+    assert info.tta == {"hflip": False, "translate": 0} and info.model == "convnet"
     stored = json.loads((cnn_run / "operating_point.json").read_text())["threshold"]
-    assert float(meta["threshold"]) == pytest.approx(stored) and meta["positive_class"] == "dog"
+    assert info.threshold == pytest.approx(stored) and info.positive_class == "dog"
+    assert OnnxModelInfo.from_metadata(info.to_metadata()) == info
 
 
 @pytest.mark.parametrize("batch", [1, 5])
 def test_any_batch_size_gives_the_checkpoints_probabilities(exported: dict, cnn_run: Path, batch: int) -> None:
+    """The bare onnxruntime session (what a user of the file runs) against the checkpoint backend."""
     session = ort.InferenceSession(str(exported["path"]), providers=["CPUExecutionProvider"])
     images = np.random.default_rng(batch).integers(0, 256, (batch, 3, 16, 16), dtype=np.uint8)
     got = session.run(None, {"images": images})[0]
-    model = load_classifier(cnn_run / "checkpoints" / "best.ckpt")
-    with torch.no_grad():
-        want = model.probabilities(model(torch.from_numpy(images))).numpy()
+    want = load_model(cnn_run).predict(images)
     assert got.shape == (batch, 2)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -51,7 +54,7 @@ def test_any_batch_size_gives_the_checkpoints_probabilities(exported: dict, cnn_
 def test_a_parity_failure_fails_the_export_and_removes_the_file(cnn_run: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", -1.0)
     out = tmp_path / "bad.onnx"
-    with pytest.raises(onnx_export.ExportError, match="differs from PyTorch"):
+    with pytest.raises(onnx_export.ExportError, match="differs from the checkpoint"):
         onnx_export.export(cnn_run, out)
     assert not out.exists()
 
@@ -61,5 +64,19 @@ def test_the_command_reports_and_refuses_what_is_not_a_model(cnn_run: Path, tmp_
     assert "max |Δ probability|" in capsys.readouterr().out and (tmp_path / "m.onnx").is_file()
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "nowhere")])
-    assert exit_info.value.code != 0
+    assert exit_info.value.code == 1  # a missing or damaged file: exit 1 (README), as predict and serve
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_it(cnn_run: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    run_dir = tmp_path / "pets_cnn" / "runs" / "t9"
+    shutil.copytree(cnn_run, run_dir)
+    best = run_dir / "checkpoints" / "best.ckpt"
+    best.write_bytes(best.read_bytes()[:1000])
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run_dir)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and len(err.strip().splitlines()) == 1
+    assert str(best) in err and "damaged" in err and not (run_dir / "model.onnx").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from lit_vision.commands.predict import main, run
 from lit_vision.deploy.ensembles import majority_vote
-from lit_vision.deploy.inference import load_predictor
+from lit_vision.deploy.loader import load_model
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -20,7 +20,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_predictions_match_the_training_pipeline(cnn_run: Path):
     """Preprocessing is the training one: probabilities on the test files equal the run's predictions.csv."""
-    pred = load_predictor(str(cnn_run))
+    pred = load_model(cnn_run)
     rows = read_csv(cnn_run / "predictions.csv")
     from lit_vision.deploy.inference import decode_for
 
@@ -77,6 +77,23 @@ def test_bad_model_path_is_a_clear_error(tmp_path: Path, pets_root: Path, capsys
         main(["-m", str(tmp_path / "missing.ckpt"), str(pets_root / "test")])
     assert exit_info.value.code == 1  # a missing file is a user error, not a config error (2)
     assert f"--model {tmp_path / 'missing.ckpt'}: no such file or folder" in capsys.readouterr().err
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_it(tmp_path: Path, pets_root: Path, capsys: pytest.CaptureFixture):
+    bad = tmp_path / "cut.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-m", str(bad), str(pets_root / "test")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: --model {bad}: checkpoint {bad} is damaged")
+
+
+def test_an_exported_onnx_predicts_like_its_run(cnn_run: Path, onnx_model: Path, pets_root: Path, tmp_path: Path):
+    """-m takes an export too; it is the run's model (tests/test_deploy_parity.py: every consumer, TTA runs)."""
+    res = run(["-m", str(cnn_run), "-m", str(onnx_model), str(pets_root / "test"), "--csv", str(tmp_path / "x.csv")])
+    np.testing.assert_allclose(res.probs["pets"], res.probs["pets_cnn"], atol=1e-4)
+    assert (res.predicted("pets") == res.predicted("pets_cnn")).all()
 
 
 def test_majority_vote_breaks_ties_by_mean_probability():

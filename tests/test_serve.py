@@ -22,6 +22,7 @@ def test_health_metadata_and_page(server: str) -> None:
     status, meta = request(server + "/metadata")
     assert status == 200 and meta["classes"] == ["cat", "dog"] and meta["backend"] == "onnxruntime"
     assert meta["input"] == {"channels": 3, "height": 16, "width": 16} and isinstance(meta["threshold"], float)
+    assert meta["tta"] == {"hflip": False, "translate": 0}
     status, page = request(server + "/")
     assert status == 200 and "/predict" in page and "<input type=\"file\"" in page
 
@@ -75,7 +76,7 @@ def test_requests_that_are_not_image_uploads_are_refused(server: str, monkeypatc
 
 
 def test_onnx_serving_needs_no_torch(onnx_model: Path) -> None:
-    code = ("import sys; from lit_vision.deploy.server import load_model; m = load_model(sys.argv[1]); "
+    code = ("import sys; from lit_vision.deploy.server import create_app, load_model; m = load_model(sys.argv[1]); "
             "import numpy as np; m.predict(np.zeros((1, 3, 16, 16), np.uint8)); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(onnx_model)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -85,6 +86,62 @@ def test_a_run_dir_is_served_with_pytorch(cnn_run: Path) -> None:
     model = serving.load_model(cnn_run)
     assert model.backend == "pytorch" and model.class_names == ["cat", "dog"]
     probs = model.predict(np.zeros((2, 3, 16, 16), np.uint8))
-    assert probs.shape == (2, 2) and model.decide(probs)[0]["predicted"] in ("cat", "dog")
-    with pytest.raises(serving.ServeError, match="no such file"):
+    assert probs.shape == (2, 2) and model.results(probs)[0]["predicted"] in ("cat", "dog")
+    with pytest.raises(serving.ModelLoadError, match="no such file"):
         serving.load_model(cnn_run / "missing.onnx")
+
+
+# --- a model that cannot be served: one line naming the file and the fix, exit 1 (README), no traceback -------
+def serve_fails(capsys: pytest.CaptureFixture, *argv: str) -> str:
+    from lit_vision.commands.serve import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: MODEL ") and "--model" not in err, err
+    return err
+
+
+def test_a_run_dir_without_checkpoints_names_the_folder_and_what_to_pass(cnn_run: Path, tmp_path: Path,
+                                                                           capsys) -> None:
+    run_dir = tmp_path / "pets_cnn" / "runs" / "killed"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.csv").write_text("epoch\n")
+    err = serve_fails(capsys, str(run_dir))
+    assert str(run_dir) in err and "checkpoints/best.ckpt" in err and "exported .onnx" in err
+
+
+def test_a_damaged_checkpoint_names_the_file(cnn_run: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "cut.ckpt"
+    bad.write_bytes((cnn_run / "checkpoints" / "best.ckpt").read_bytes()[:2000])
+    err = serve_fails(capsys, str(bad))
+    assert f"checkpoint {bad} is damaged" in err and "retrain" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"not a protobuf at all", None])
+def test_a_damaged_or_foreign_onnx_names_the_file(onnx_model: Path, tmp_path: Path, capsys, content) -> None:
+    bad = tmp_path / "bad.onnx"
+    if content is None:  # a valid ONNX model that is not a lit_vision export
+        import onnx
+
+        proto = onnx.load(str(onnx_model))
+        del proto.metadata_props[:]
+        onnx.save(proto, str(bad))
+        fix = "not a lit_vision export"
+    else:
+        bad.write_bytes(content if content else b"")
+        fix = "damaged or not an ONNX model"
+    err = serve_fails(capsys, str(bad))
+    assert str(bad) in err and fix in err and "python -m lit_vision.export" in err
+
+
+def test_the_real_command_exits_1_for_a_missing_path_and_2_for_a_usage_mistake(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.onnx"
+    proc = subprocess.run([sys.executable, "-m", "lit_vision.serve", str(missing)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"error: MODEL {missing}: no such file or folder; pass a training run dir, a .ckpt, "
+                                   "a lit_vision.xgb run dir or an exported .onnx")
+    proc = subprocess.run([sys.executable, "-m", "lit_vision.serve"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "MODEL" in proc.stderr and "Traceback" not in proc.stderr

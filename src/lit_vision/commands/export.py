@@ -1,8 +1,11 @@
 """``python -m lit_vision.export <run dir | .ckpt> [--format onnx] [--out FILE]``: a deployable ONNX model.
 
-uint8 ``(N, C, H, W)`` input at the trained size, normalisation inside the graph, dynamic batch, class names /
-input spec / operating-point threshold in the metadata. The export checks itself: onnxruntime against PyTorch on
-the run's test images, and fails (removing the file) when a probability differs by more than 1e-4.
+The run's evaluation path as one graph: uint8 ``(N, C, H, W)`` input at the trained size, the ``model.tta`` views
+(flips, pixel shifts) and normalisation inside the graph, logits averaged over the views as evaluation averages
+them, dynamic batch; class names / input spec / TTA / operating-point threshold in the metadata
+(``deploy/onnx_schema.py``). The export checks itself: onnxruntime against the checkpoint's evaluation (PyTorch, TTA
+included) on the run's test images, and fails (removing the file) when a probability differs by more than 1e-4.
+A missing or damaged model is one ``error:`` line, exit code 1.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     info = exit_on_user_error(work)
     threshold = "" if info["threshold"] is None else f", threshold {info['threshold']:.4f}"
-    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.2f} MB; classes {info['class_names']}{threshold}); "
-          f"onnxruntime vs PyTorch on {info['parity_images']}: max |Δ probability| {info['max_abs_diff']:.2e}")
+    tta = ", ".join(f"{k}={v}" for k, v in info["tta"].items() if v) or "none"
+    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.2f} MB; classes {info['class_names']}{threshold}; "
+          f"TTA {tta}); onnxruntime vs the checkpoint "
+          f"on {info['parity_images']}: max |Δ probability| {info['max_abs_diff']:.2e}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ Examples::
     python -m lit_vision.predict -m <run>/checkpoints/best.ckpt -m outputs/fer_custom_xgb/runs/<time> \\
         'photos/**/*.jpg' --csv my_predictions.csv
 
-``-m`` takes a neural checkpoint (``.ckpt``), a training run directory (its ``checkpoints/best.ckpt``) or a
-``lit_vision.xgb`` run directory. Images are files, folders (searched recursively) or globs. Every image is
-preprocessed as the model was trained (channels, size and normalisation come from the checkpoint). With several
+``-m`` takes a neural checkpoint (``.ckpt``), a training run directory (its ``checkpoints/best.ckpt``), a
+``lit_vision.xgb`` run directory or an exported ``.onnx``. Images are files, folders (searched recursively) or globs.
+Every image goes through the run's evaluation path (:class:`lit_vision.deploy.model.DeployedModel`): decoded as the
+model was trained (channels, size and normalisation come from the checkpoint), test-time augmentation, and a binary
+run's decision at its stored operating point. With several
 models of the same classes, a mean-probability and a majority-vote ensemble are added. When an image sits in a
 folder named like a class (``photos/happy/1.jpg``), that class is shown as its true label. Files that cannot be
 read are listed with the reason; the others are still classified.
@@ -27,7 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_vision.commands.runner import exit_on_user_error
-from lit_vision.deploy.inference import Results, collect_images, load_predictor, predict_images, unique_names
+from lit_vision.deploy.inference import Results, collect_images, predict_images, unique_names
+from lit_vision.deploy.loader import load_model
 from lit_vision.errors import LitVisionError
 from lit_vision.runs.paths import default_output
 
@@ -102,7 +105,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images", nargs="+", help="image files, folders (recursive) or globs (quote them)")
     ap.add_argument("-m", "--model", action="append", required=True,
-                    help="a .ckpt, a training run dir or a lit_vision.xgb run dir; repeat for several models")
+                    help="a .ckpt, a training run dir, a lit_vision.xgb run dir or an exported .onnx; repeat for "
+                         "several models")
     ap.add_argument("--csv", type=Path, default=None,
                     help="where to write the table (default outputs/predict/predictions_<time>.csv)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -114,7 +118,7 @@ def run(argv: Sequence[str], console: Console | None = None) -> Results:
     """Classify the images ``argv`` names; print the table, write the CSV and return the results."""
     args = parse_args(argv)
     console = console or Console()
-    predictors = [load_predictor(m, args.device, args.batch_size) for m in args.model]
+    predictors = [load_model(m, args.device, args.batch_size, arg="--model") for m in args.model]
     unique_names(predictors)
     paths, missing = collect_images(args.images)
     if not paths:

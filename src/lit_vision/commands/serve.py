@@ -1,9 +1,12 @@
 """``python -m lit_vision.serve <run dir | .ckpt | .onnx> [--host 127.0.0.1] [--port 8000]``: an HTTP service.
 
-``GET /`` a page to drop a photo on, ``GET /health``, ``GET /metadata`` (classes, input size, threshold, model),
-``POST /predict`` with one or more ``file`` fields (multipart) → per file: class probabilities, the predicted class
-and the decision at the operating point's threshold, or that file's error. An ``.onnx`` export is served with
-onnxruntime only: ``pip install --no-deps .`` plus the ``serve`` extra's packages is a torch-free install (README).
+``GET /`` a page to drop a photo on, ``GET /health``, ``GET /metadata`` (classes, input size, TTA, threshold,
+model), ``POST /predict`` with one or more ``file`` fields (multipart) → per file: class probabilities, the
+predicted class and the decision at the operating point's threshold, or that file's error. An ``.onnx`` export
+is served with onnxruntime only: ``pip install --no-deps .`` plus the ``serve`` extra's packages is a torch-free
+install (README).
+Either backend is the run's evaluation path (test-time augmentation included, decisions at the stored operating
+point). A model that cannot be loaded is one ``error:`` line naming the file and the fix, exit code 1.
 """
 
 from __future__ import annotations
@@ -11,25 +14,41 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+#: README's exit codes, without importing the Hydra runner (a torch-free serving install has no Hydra):
+#: 2 for a usage or config mistake (argparse's own errors too), 1 for anything else (a missing or damaged file)
+EXIT_CONFIG, EXIT_OTHER = 2, 1
+
+
+def load_or_exit(spec: str) -> Any:
+    """The model ``spec`` names, or one ``error:`` line naming the file and the fix, and the exit code."""
+    from lit_vision.deploy.loader import load_model
+    from lit_vision.errors import ConfigError, LitVisionError
+
+    try:
+        return load_model(spec, arg="MODEL")
+    except LitVisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_OTHER) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lit_vision.serve", description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", help="an exported .onnx (onnxruntime), or a training run dir / .ckpt (PyTorch)")
+    ap.add_argument("model", metavar="MODEL",
+                    help="an exported .onnx (onnxruntime), or a training run dir / .ckpt / lit_vision.xgb run dir "
+                         "(PyTorch)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    model = load_or_exit(args.model)
 
-    from lit_vision.deploy.server import ServeError, create_app, load_model
-
-    try:
-        model = load_model(args.model)
-    except ServeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
     import uvicorn
 
-    print(f"serving {model.name} ({model.backend}; classes {model.class_names}) on http://{args.host}:{args.port}/")
+    from lit_vision.deploy.server import create_app
+
+    print(f"serving {model.name} ({model.backend}; classes {model.class_names}) on http://{args.host}:{args.port}/",
+          flush=True)
     uvicorn.run(create_app(model), host=args.host, port=args.port, log_level="warning")
 
 

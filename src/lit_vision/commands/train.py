@@ -20,7 +20,8 @@ from omegaconf import DictConfig
 
 from lit_vision.commands.runner import hydra_command
 from lit_vision.data.datamodule import VisionDataModule
-from lit_vision.deploy import inference
+from lit_vision.deploy import checkpoint_backend
+from lit_vision.deploy.model import stored_threshold
 from lit_vision.deploy.operating_point import OPERATING_POINT_FILE, UnreachableGoalError, choose_threshold, metrics_at
 from lit_vision.runs import reporting, tracking
 from lit_vision.runs.history import read_history, write_history
@@ -99,16 +100,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         if cfg.report.operating_point and dm.num_classes == 2 and dm.val_set is not None:
             record["operating_point"] = operating_point_record(str(cfg.report.operating_point), model, dm, out)
-        reporting.write_run_report(out, record, model, dm, cfg.report)
+        reporting.write_run_report(out, record, model, dm, cfg.report, predictions=test_predictions(model, dm, out))
         tracking.log_run_report(fit_trainer, out, record)
         log.info("%s", reporting.timing_line(record))
     return record
 
 
+def test_predictions(model: ImageClassifier, dm: VisionDataModule, out: Path) -> tuple[Any, Any] | None:
+    """``predictions.csv``'s probabilities and decisions: the best weights as deployed
+    (:class:`~lit_vision.deploy.model.DeployedModel`: TTA, the stored operating point), on the test images — the
+    same path ``predict``, ``serve`` and the ONNX export take."""
+    if dm.test_set is None or "probs" not in model.test_outputs:
+        return None
+    deployed = checkpoint_backend.from_classifier(model, threshold=stored_threshold(out, dm.num_classes),
+                                                  batch_size=dm.eval_batch_size)
+    return deployed.classify(dm.test_set.images)
+
+
 def operating_point_record(goal: str, model: ImageClassifier, dm: VisionDataModule, out: Path) -> dict[str, Any]:
     """The threshold for ``goal`` chosen on the validation split with the best weights, the test metrics at it
     and at argmax; also written to ``<run dir>/operating_point.json``, where predict/export/serve read it."""
-    val_scores = inference.probabilities(model, dm.val_set.images, dm.eval_batch_size)[:, 1]
+    val_scores = checkpoint_backend.probabilities(model, dm.val_set.images, dm.eval_batch_size)[:, 1]
     try:
         point = choose_threshold(val_scores, dm.val_set.labels, goal)
     except UnreachableGoalError as exc:

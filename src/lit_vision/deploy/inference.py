@@ -1,111 +1,29 @@
-"""Classify images with trained models: neural checkpoints, XGBoost heads, and their ensembles.
+"""Classify image files with one or more deployed models (:mod:`lit_vision.deploy.model`), and their ensembles.
 
-A :class:`Predictor` turns uint8 ``(N, C, H, W)`` images into ``(N, K)`` probabilities and knows the input
-format it needs (channels and size come from the checkpoint), so every image is preprocessed as in training.
+Every model decodes the files as training did (channels and size come from the model), predicts with its own
+evaluation path (test-time augmentation included) and decides at its stored operating point. numpy only: the
+backends import what they need.
 """
 
 from __future__ import annotations
 
 import glob
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from lit_vision.data.image_folder import decode_image, is_image_file
+from lit_vision.data.image_folder import is_image_file
 from lit_vision.deploy.ensembles import majority_vote, mean_probability
-from lit_vision.deploy.operating_point import OPERATING_POINT_FILE, decide
-from lit_vision.errors import LitVisionError
-from lit_vision.models import boosting
-from lit_vision.runs.paths import run_dir_of_checkpoint, run_name
-from lit_vision.training.checkpoints import load_classifier
+from lit_vision.deploy.model import DeployedModel
+from lit_vision.deploy.operating_point import decide
+from lit_vision.imaging import decode_image
 
 MEAN, MAJORITY = "ensemble:mean", "ensemble:majority"
 
 
-@dataclass
-class Predictor:
-    """One model: its name, classes, input format and a function uint8 (N, C, H, W) → probabilities (N, K)."""
-
-    name: str
-    class_names: list[str]
-    channels: int
-    image_size: tuple[int, int]
-    predict: Callable[[np.ndarray], np.ndarray]
-    source: str = ""
-    threshold: float | None = None  # binary runs: P(positive) at or above it is positive (operating_point.json)
-
-
-def _input_format(model: torch.nn.Module) -> tuple[int, tuple[int, int]]:
-    spec = model.hparams.input_spec
-    return int(spec["channels"]), (int(spec["image_size"][0]), int(spec["image_size"][1]))
-
-
-@torch.no_grad()
-def probabilities(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """``(N, K)`` class probabilities of a classifier (test-time augmentation included) for uint8 images."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = [model.probabilities(model.eval_logits(torch.from_numpy(np.asarray(images[i:i + batch_size])).to(device)))
-           .cpu() for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    return torch.cat(out).numpy()
-
-
-def _neural(ckpt: Path, device: str, batch_size: int) -> Predictor:
-    model = load_classifier(ckpt, map_location=device)
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return probabilities(model, images, batch_size)
-
-    channels, size = _input_format(model)
-    run_dir = run_dir_of_checkpoint(ckpt)
-    return Predictor(run_name(run_dir), list(model.class_names), channels, size, predict, str(ckpt),
-                     stored_threshold(run_dir, len(model.class_names)))
-
-
-def stored_threshold(run_dir: Path, num_classes: int) -> float | None:
-    """The operating point's threshold a binary training run stored (``operating_point.json``), if any."""
-    path = run_dir / OPERATING_POINT_FILE
-    if num_classes != 2 or not path.is_file():
-        return None
-    return float(json.loads(path.read_text())["threshold"])
-
-
-def _xgboost(run_dir: Path, device: str, batch_size: int) -> Predictor:
-    clf, meta = boosting.load_booster(run_dir)
-    model = load_classifier(meta["ckpt_path"], map_location=device)
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return clf.predict_proba(boosting.embeddings(model, images, batch_size, device))
-
-    channels, size = _input_format(model)
-    return Predictor(run_name(run_dir), list(meta["class_names"]), channels, size, predict, str(run_dir))
-
-
-def load_predictor(spec: str, device: str = "cpu", batch_size: int = 256) -> Predictor:
-    """A ``.ckpt`` file, a training run dir or an XGBoost run dir → :class:`Predictor`."""
-    path = Path(spec).expanduser()
-    if path.is_file() and path.name == boosting.MODEL_FILE:
-        path = path.parent
-    if path.is_dir():
-        if boosting.is_booster_dir(path):
-            return _xgboost(path, device, batch_size)
-        for name in ("best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).is_file():
-                return _neural(path / "checkpoints" / name, device, batch_size)
-        raise LitVisionError(f"--model {spec}: folder has neither checkpoints/best.ckpt nor {boosting.MODEL_FILE}; "
-                             "pass a training run dir, an XGBoost run dir or a .ckpt file")
-    if path.exists():
-        return _neural(path, device, batch_size)
-    raise LitVisionError(f"--model {spec}: no such file or folder")
-
-
-def unique_names(predictors: Sequence[Predictor]) -> None:
+def unique_names(predictors: Sequence[DeployedModel]) -> None:
     """``task``, ``task#2``, …: two runs of one task get distinct column names."""
     seen: dict[str, int] = {}
     for p in predictors:
@@ -168,7 +86,7 @@ def decode_for(paths: Sequence[Path], channels: int, size: tuple[int, int],
     return (np.stack(arrays) if arrays else empty), rows
 
 
-def predict_images(predictors: Sequence[Predictor], paths: Sequence[Path]) -> Results:
+def predict_images(predictors: Sequence[DeployedModel], paths: Sequence[Path]) -> Results:
     names = predictors[0].class_names
     shared = names if all(p.class_names == names for p in predictors) else None
     res = Results(list(paths), shared)

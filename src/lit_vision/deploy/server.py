@@ -1,100 +1,30 @@
-"""The HTTP service behind ``python -m lit_vision.serve``: FastAPI + uvicorn around one model.
+"""The HTTP service behind ``python -m lit_vision.serve``: FastAPI + uvicorn around one
+:class:`~lit_vision.deploy.model.DeployedModel`.
 
 An exported ``.onnx`` model is served with onnxruntime alone (this module imports neither torch nor Lightning for
-it); a run dir or ``.ckpt`` goes through :mod:`lit_vision.deploy.inference`. Every upload is decoded exactly as training
-decoded images (:func:`lit_vision.imaging.decode_image`), all images of a request are classified as one batch,
-and inference runs in a worker thread so the event loop keeps answering. Bad input is answered with a 4xx JSON
-error naming the problem, never with a crash.
+it); a run dir or ``.ckpt`` with its checkpoint backend. Either way it is the run's evaluation path: every upload is
+decoded exactly as training decoded images (:meth:`DeployedModel.decode`), test-time augmentation is applied, and
+the decision is taken at the run's operating point. All images of a request are classified as one batch, and
+inference runs in a worker thread so the event loop keeps answering. Bad input is answered with a 4xx JSON error
+naming the problem, never with a crash.
 """
 
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lit_vision.deploy.operating_point import decide
-from lit_vision.errors import LitVisionError
-from lit_vision.imaging import decode_image
+from lit_vision.deploy.loader import load_model
+from lit_vision.deploy.model import DeployedModel, ModelLoadError
+
+__all__ = ["MAX_BODY_BYTES", "MAX_FILES", "ModelLoadError", "create_app", "load_model"]
 
 #: request limits: a body over MAX_BODY_BYTES is refused with 413 before it is read; at most MAX_FILES per request
 MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_FILES = 64
 
 
-class ServeError(LitVisionError):
-    """The model to serve could not be loaded."""
-
-
-@dataclass
-class ServedModel:
-    """What the service needs of a model: its classes, input format, threshold and a uint8 → probabilities call."""
-
-    name: str
-    class_names: list[str]
-    channels: int
-    size: tuple[int, int]
-    threshold: float | None
-    predict: Callable[[np.ndarray], np.ndarray]
-    backend: str
-
-    def metadata(self) -> dict[str, Any]:
-        meta = {"model": self.name, "backend": self.backend, "classes": self.class_names,
-                "input": {"channels": self.channels, "height": self.size[0], "width": self.size[1]},
-                "threshold": self.threshold}
-        if self.threshold is not None:
-            meta["positive_class"] = self.class_names[1]
-        return meta
-
-    def decide(self, probs: np.ndarray) -> list[dict[str, Any]]:
-        """Per image: the probability of each class, the predicted class, and the decision at the threshold."""
-        out = []
-        for p, index in zip(probs, decide(probs, self.threshold)):
-            entry: dict[str, Any] = {"probabilities": {c: float(v) for c, v in zip(self.class_names, p)},
-                                     "predicted": self.class_names[int(index)]}
-            if self.threshold is not None:
-                entry["decision"] = {"positive": bool(index == 1), "class": self.class_names[int(index)],
-                                     "threshold": self.threshold}
-            out.append(entry)
-        return out
-
-
-def load_onnx(path: Path) -> ServedModel:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    if "class_names" not in meta or "input" not in meta:
-        raise ServeError(f"{path}: not a lit_vision export (no class_names/input metadata); export it with "
-                         "python -m lit_vision.export <run dir>")
-    spec = json.loads(meta["input"])
-    threshold = float(meta["threshold"]) if "threshold" in meta else None
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return session.run(None, {"images": images})[0]
-
-    return ServedModel(path.stem, json.loads(meta["class_names"]), int(spec["channels"]),
-                       (int(spec["height"]), int(spec["width"])), threshold, predict, "onnxruntime")
-
-
-def load_model(spec: str | Path) -> ServedModel:
-    """An exported ``.onnx`` file (onnxruntime), or a run dir / ``.ckpt`` (PyTorch)."""
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise ServeError(f"{spec}: no such file or folder; pass a run dir, a .ckpt or an exported .onnx")
-    if path.suffix == ".onnx":
-        return load_onnx(path)
-    from lit_vision.deploy.inference import load_predictor
-
-    pred = load_predictor(str(path))
-    return ServedModel(pred.name, list(pred.class_names), pred.channels, pred.image_size, pred.threshold,
-                       pred.predict, "pytorch")
-
-
-def create_app(model: ServedModel) -> Any:
+def create_app(model: DeployedModel) -> Any:
     """The FastAPI application: ``GET /``, ``GET /health``, ``GET /metadata``, ``POST /predict``."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
@@ -145,14 +75,14 @@ def create_app(model: ServedModel) -> Any:
                 continue
             data = await upload.read()
             try:
-                images.append(await run_in_threadpool(decode_image, data, model.channels, model.size))
+                images.append(await run_in_threadpool(model.decode, data))
                 slots.append(len(entries))
                 entries.append({"file": name})
             except Exception as exc:  # noqa: BLE001 — every decoding failure is this file's error, reported
                 entries.append({"file": name, "error": f"not a readable image: {exc}"})
         if images:
             probs = await run_in_threadpool(model.predict, np.stack(images))
-            for slot, result in zip(slots, model.decide(probs)):
+            for slot, result in zip(slots, model.results(probs)):
                 entries[slot].update(result)
         status = 200 if images else 400
         return JSONResponse({"model": model.name, "results": entries}, status_code=status)

@@ -74,10 +74,12 @@ def write_json(path: Path, record: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(record, indent=2, default=_plain))
 
 
-def write_predictions(path: Path, probs: torch.Tensor, targets: torch.Tensor, class_names: Sequence[str],
-                      sources: Sequence[str] | None = None) -> None:
-    """One row per test image: index, source file (when known), true label, prediction, class probabilities."""
-    pred = probs.argmax(dim=1)
+def write_predictions(path: Path, probs: Any, targets: Any, class_names: Sequence[str],
+                      sources: Sequence[str] | None = None, pred: Any = None) -> None:
+    """One row per test image: index, source file (when known), true label, prediction (``pred``, e.g. the
+    decision at an operating point; argmax by default), class probabilities."""
+    probs = torch.as_tensor(np.asarray(probs))
+    pred = probs.argmax(dim=1) if pred is None else torch.as_tensor(np.asarray(pred))
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "source", "target", "target_name", "pred", "pred_name"]
@@ -112,8 +114,11 @@ def print_metrics(record: Mapping[str, Any], title: str = "metrics") -> None:
 
 
 
-def write_run_report(out: Path, record: dict[str, Any], model: Any, dm: Any, report: Mapping[str, Any]) -> None:
-    """A Lightning run's report: metrics.json (with the classification report), predictions.csv, tables, plots."""
+def write_run_report(out: Path, record: dict[str, Any], model: Any, dm: Any, report: Mapping[str, Any],
+                     predictions: tuple[Any, Any] | None = None) -> None:
+    """A Lightning run's report: metrics.json (with the classification report), predictions.csv, tables, plots.
+    ``predictions``: (probabilities, decisions) of the deployed model on the test images for predictions.csv
+    (training passes them); else the test step's probabilities at argmax."""
     from lit_vision.runs import plots
 
     outputs = getattr(model, "test_outputs", {})
@@ -122,8 +127,9 @@ def write_run_report(out: Path, record: dict[str, Any], model: Any, dm: Any, rep
                                                                  dm.class_names)
     write_json(out / "metrics.json", record)
     if "probs" in outputs and dm.test_set is not None:
-        write_predictions(out / "predictions.csv", outputs["probs"], outputs["targets"], dm.class_names,
-                          dm.test_set.sources)
+        probs, pred = predictions if predictions is not None else (outputs["probs"], None)
+        write_predictions(out / "predictions.csv", probs, outputs["targets"], dm.class_names, dm.test_set.sources,
+                          pred)
     print_metrics(record, title=f"{dm.name}: test with the best checkpoint")
     if "classification_report" in record:
         print_report(record["classification_report"])
