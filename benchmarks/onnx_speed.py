@@ -1,4 +1,5 @@
-"""Inference images/s of an exported model: onnxruntime vs PyTorch (the checkpoint it came from), per batch size.
+"""Inference images/s of an exported model: onnxruntime vs PyTorch (the checkpoint it came from, the same graph:
+test-time augmentation included), per batch size.
 
     python benchmarks/onnx_speed.py outputs/showcase/horse_cnn_op --batches 1 64 --seconds 5
 """
@@ -15,7 +16,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from lit_vision.deploy.onnx_export import ProbabilityGraph, checkpoint_of
+from lit_vision.deploy.model import checkpoint_of
+from lit_vision.deploy.onnx_export import ProbabilityGraph
 from lit_vision.training.checkpoints import load_classifier
 
 
