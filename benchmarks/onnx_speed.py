@@ -2,11 +2,14 @@
 test-time augmentation included), per batch size.
 
     python benchmarks/onnx_speed.py outputs/showcase/horse_cnn_op --batches 1 64 --seconds 5
+
+``--json FILE`` writes one row per batch size: ``{"batch", "onnxruntime", "pytorch", "ratio"}`` (images/s).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -32,12 +35,13 @@ def rate(call, batch: int, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="a run dir with checkpoints/ and model.onnx (python -m lit_vision.export)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64])
-    ap.add_argument("--seconds", type=float, default=5.0)
-    args = ap.parse_args()
+    ap.add_argument("--seconds", type=float, default=5.0, help="timed seconds per batch size and runtime")
+    ap.add_argument("--json", type=Path, default=None, help="write one row per batch size here")
+    args = ap.parse_args(argv)
     model = load_classifier(checkpoint_of(args.run)).float().eval()
     graph = ProbabilityGraph(model)
     session = ort.InferenceSession(str(args.run / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -45,6 +49,7 @@ def main() -> None:
     table = Table(title=f"inference images/s, {torch.get_num_threads()} torch threads — {args.run}")
     for col in ("batch", "onnxruntime", "PyTorch (fp32, eager)", "ratio"):
         table.add_column(col, justify="right")
+    rows = []
     for batch in args.batches:
         images = np.random.default_rng(0).integers(0, 256, (batch, int(spec["channels"]), *spec["image_size"]),
                                                    dtype=np.uint8)
@@ -53,7 +58,12 @@ def main() -> None:
         with torch.inference_mode():
             torch_rate = rate(lambda tensor=tensor: graph(tensor), batch, args.seconds)
         table.add_row(str(batch), f"{onnx_rate:,.0f}", f"{torch_rate:,.0f}", f"{onnx_rate / torch_rate:.2f}")
+        rows.append({"batch": batch, "onnxruntime": onnx_rate, "pytorch": torch_rate,
+                     "ratio": onnx_rate / torch_rate})
     Console(width=120).print(table)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return rows
 
 
 if __name__ == "__main__":

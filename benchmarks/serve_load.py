@@ -7,12 +7,14 @@ with bad uploads mixed in; prints requests/s, images/s, latency percentiles and 
 
 The server runs in a child process (``python -m lit_vision.serve``) on a free port; the clients are threads
 sending one photo per request (every ``--bad-every``-th request a non-image). A good request that does not come
-back 200 with a prediction counts as failed; a bad upload must come back 400 with an error.
+back 200 with a prediction counts as failed; a bad upload must come back 400 with an error. ``--json FILE`` writes
+the printed summary (requests/s, images/s, latency percentiles in ms, failure counts) as one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import subprocess
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--bad-every", type=int, default=5, help="every N-th request uploads a non-image (0: none)")
+    ap.add_argument("--json", type=Path, default=None, help="write the summary here")
     args = ap.parse_args(argv)
     photos = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:500]
     if not photos:
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
         table.add_column(key, justify="right")
     table.add_row(*[f"{v:,.1f}" if isinstance(v, float) else str(v) for v in summary.values()])
     Console(width=200).print(table)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
     return summary
 
 
