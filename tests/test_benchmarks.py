@@ -1,0 +1,216 @@
+"""Every script under benchmarks/ runs at a tiny size and prints / writes what its docstring promises, so none of them
+rots unnoticed. Each test runs the script's command line in a fresh process (the way a user runs it) and checks its
+real output: a row per preset with positive images/s, the table printed, no failed request.
+
+The sizes are for CI, not for measuring: the numbers are meaningless beyond being positive. The Keras tests need
+the separate TensorFlow environment (``bash benchmarks/setup_keras_venv.sh`` makes ``.venv-keras``) and are skipped,
+with that command as the reason, where it is absent. The gpu_check.sh dry run packs its wheels and data first
+(``benchmarks/gpu_pack.sh``: PyPI and ../shared/datasets) when ``.whl/`` or ``.gpu_data/`` is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+KERAS_PYTHON = REPO / ".venv-keras" / "bin" / "python"
+#: pip's words for "the package index cannot be reached" (gpu_pack.sh downloads three wheels)
+OFFLINE = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable",
+           "Max retries exceeded", "ConnectTimeoutError")
+
+pytestmark = pytest.mark.slow
+
+
+def env() -> dict[str, str]:
+    """The test's environment, without the variables that would point a run at the user's folders, and with this
+    interpreter's bin dir first on PATH (so ``python3`` in a script is the project's venv)."""
+    e = {k: v for k, v in os.environ.items() if k not in ("LIT_VISION_ROOT", "LIT_VISION_DATA_DIR")}
+    e["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), e.get("PATH", "")])
+    e["CUDA_VISIBLE_DEVICES"] = ""  # the tiny CPU sizes; a GPU run is gpu_check.sh's job
+    return e
+
+
+def run(cmd: list[str], timeout: float, cwd: Path = REPO, **kwargs) -> str:
+    """Run ``cmd``, fail with its output unless it exits 0; its stdout + stderr."""
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=kwargs.pop("env", env()), check=False, **kwargs)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{cmd} exited {proc.returncode}\n{output[-6000:]}"
+    return output
+
+
+def table_rows(output: str, first: str) -> list[list[str]]:
+    """The cells of the printed (rich) table rows that start with ``first``."""
+    rows = []
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
+        if cells and cells[0] == first:
+            rows.append(cells)
+    return rows
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", "").split()[0])
+
+
+# --- the PyTorch benchmarks ----------------------------------------------------------------------------------------
+@pytest.mark.timeout(600)
+def test_throughput_writes_a_row_per_preset(tmp_path: Path) -> None:
+    """throughput.py on synthetic data: a dense preset grouped by steps_per_execution=32 (fp32, Fashion-MNIST IDX)
+    and a convolutional one (bf16 where the CPU has it, CIFAR pickles); no Keras column without its interpreter."""
+    presets = ["fashion_dense", "horse_cnn"]
+    out, md = tmp_path / "throughput.json", tmp_path / "throughput.md"
+    output = run([sys.executable, BENCH / "throughput.py", "--presets", *presets, "--synthetic", "3000",
+                  "--steps", "2", "--warmup", "1", "--repeats", "1", "--variants", "nchw",
+                  "--keras-python", tmp_path / "no-keras", "--json", out, "--markdown", md], timeout=540)
+    rows = json.loads(out.read_text())
+    assert [r["preset"] for r in rows] == presets
+    for r in rows:
+        assert r["lit_vision"] > 0 and r["lit_vision_bare"] > 0 and r["plain"] > 0, r
+        assert r["plain_variant"] == "nchw" and r["keras"] is None and r["ratio_keras"] is None
+        assert r["ratio_plain"] == pytest.approx(r["lit_vision"] / r["plain"])
+        assert r["gflops_lit_vision"] > 0 and r["machine"]["gemm_peak_gflops"] > 0
+        assert r["repeats"]["lit_vision"] and len(r["repeats"]["lit_vision"]) == 1
+    assert {r["preset"]: r["precision"] for r in rows}["fashion_dense"] == "32-true"
+    for preset in presets:
+        (cells,) = table_rows(output, preset)
+        assert number(cells[3]) > 0, cells
+        assert f"| {preset} |" in md.read_text()
+    assert "training images/s" in output and "synthetic (3000 training images per dataset)" in output
+
+
+def test_cpu_precision_reports_every_layout_and_mode(tmp_path: Path) -> None:
+    """cpu_precision.py: the hand-written loop in both layouts under the three CPU numerics."""
+    out = tmp_path / "precision.json"
+    output = run([sys.executable, BENCH / "cpu_precision.py", "--presets", "mnist_cnn", "--synthetic", "2000",
+                  "--steps", "2", "--repeats", "1", "--json", out], timeout=300)
+    rows = json.loads(out.read_text())
+    modes = ("fp32 exact", "fp32 high", "bf16 autocast")
+    assert {(r["layout"], r["mode"]) for r in rows} == {(lay, m) for lay in ("nchw", "channels_last") for m in modes}
+    assert all(r["preset"] == "mnist_cnn" and r["images_per_s"] > 0 and len(r["repeats"]) == 1 for r in rows), rows
+    assert all(h in output for h in modes)
+    printed = table_rows(output, "mnist_cnn")
+    assert [c[1] for c in printed] == ["nchw", "channels_last"]
+    assert all(number(c) > 0 for cells in printed for c in cells[2:]), printed
+
+
+@pytest.fixture(scope="module")
+def exported_run(cli_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's small trained pets run, exported by the command line: ``<run>/model.onnx``."""
+    pytest.importorskip("onnxruntime")
+    run_dir = tmp_path_factory.mktemp("bench") / "pets_cnn"
+    shutil.copytree(cli_run, run_dir)
+    run([sys.executable, "-m", "lit_vision.export", run_dir], timeout=300)
+    assert (run_dir / "model.onnx").is_file()
+    return run_dir
+
+
+def test_onnx_speed_compares_the_runtimes_per_batch(exported_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "onnx_speed.json"
+    output = run([sys.executable, BENCH / "onnx_speed.py", exported_run, "--batches", "1", "4",
+                  "--seconds", "0.3", "--json", out], timeout=300)
+    rows = json.loads(out.read_text())
+    assert [r["batch"] for r in rows] == [1, 4]
+    for r in rows:
+        assert r["onnxruntime"] > 0 and r["pytorch"] > 0
+        assert r["ratio"] == pytest.approx(r["onnxruntime"] / r["pytorch"])
+    assert "inference images/s" in output and "onnxruntime" in output
+    assert [number(c[1]) > 0 for c in (table_rows(output, "1") + table_rows(output, "4"))] == [True, True]
+
+
+def test_serve_load_answers_every_request(exported_run: Path, pets_root: Path, tmp_path: Path) -> None:
+    """serve_load.py: the real server in a child process, 2 clients for 3 s, every 3rd upload a non-image; no good
+    request fails and every bad upload is refused with 400."""
+    out = tmp_path / "load.json"
+    output = run([sys.executable, BENCH / "serve_load.py", exported_run / "model.onnx", "--images",
+                  pets_root / "test", "--clients", "2", "--seconds", "3", "--bad-every", "3", "--json", out],
+                 timeout=300)
+    summary = json.loads(out.read_text())
+    assert summary["clients"] == 2 and summary["requests"] > summary["bad_sent"] > 0, summary
+    assert summary["good_failed"] == 0 and summary["bad_not_refused"] == 0, summary
+    assert summary["images_per_s"] > 0 and 0 < summary["p50_ms"] <= summary["p99_ms"], summary
+    assert "lit_vision.serve under load" in output
+
+
+def test_startup_times_both_layouts(cifar_folders: Path, tmp_path: Path) -> None:
+    """startup.py on a tiny CIFAR image-folder export: seconds to the first step for folders and pickles."""
+    out = tmp_path / "startup.json"
+    output = run([sys.executable, BENCH / "startup.py", "--jpeg-root", cifar_folders, "--work", tmp_path / "work",
+                  "--repeats", "1", "--json", out], timeout=400)
+    results = json.loads(out.read_text())
+    assert set(results) == {"folders (JPEG, cached)", "batches (torchvision pickles)"}
+    assert all(len(v) == 1 and 0 < v[0] < 300 for v in results.values()), results
+    assert (tmp_path / "work" / "cifar-10-batches-py" / "test_batch").is_file()
+    assert "median s" in output and all(name in output for name in results)
+
+
+# --- the Keras column: a separate TensorFlow environment -----------------------------------------------------------
+def keras_python() -> Path:
+    if not KERAS_PYTHON.is_file():
+        pytest.skip(f"no {KERAS_PYTHON.relative_to(REPO)}: `bash benchmarks/setup_keras_venv.sh` makes it "
+                    "(TensorFlow, a few hundred MB from PyPI)")
+    return KERAS_PYTHON
+
+
+def test_keras_models_have_the_notebooks_parameter_counts() -> None:
+    """keras_models.py: every notebook model builds and has the parameter counts the notebooks printed
+    (``keras_throughput.py --check`` builds them all)."""
+    python = keras_python()
+    output = run([python, BENCH / "keras_throughput.py", "--check"], timeout=300)
+    assert "all 7 parameter counts match the notebooks'" in output, output
+    for preset in ("horse_cnn", "cifar10_model_s", "fashion_dense", "fashion_cnn_final", "mnist_dense_mse",
+                   "mnist_cnn", "fer_custom_cnn"):
+        (line,) = [ln for ln in output.splitlines() if ln.startswith(preset + " ")]
+        assert line.endswith(" ok"), line
+
+
+def test_keras_throughput_writes_a_row_per_preset(tmp_path: Path) -> None:
+    python = keras_python()
+    out = tmp_path / "keras.json"
+    presets = ["fashion_dense", "mnist_cnn"]
+    run([python, BENCH / "keras_throughput.py", "--presets", *presets, "--steps", "2", "--warmup", "1",
+         "--repeats", "1", "--threads", "2", "--json", out], timeout=300)
+    result = json.loads(out.read_text())
+    assert result["steps"] == 2 and result["warmup"] == 1 and result["tensorflow"]
+    assert [r["preset"] for r in result["rows"]] == presets
+    for r in result["rows"]:
+        assert r["images_per_s"] > 0 and r["ms_per_step"] > 0 and len(r["repeats"]) == 1 and r["batch"] > 0, r
+
+
+# --- the GPU check, in its CPU dry run -----------------------------------------------------------------------------
+@pytest.mark.timeout(900)
+def test_gpu_check_dry_run_passes_every_step(tmp_path: Path) -> None:
+    """gpu_check.sh --dry-run: the wheels installed from .whl/, Fashion-MNIST from .gpu_data/, then every step at a
+    tiny size (step 2 on one preset; limits x3 for a loaded CPU): all ok, the summary and JSON records written."""
+    if not ((REPO / ".whl").is_dir() and (REPO / ".gpu_data" / "FashionMNIST").is_dir()):
+        proc = subprocess.run(["bash", BENCH / "gpu_pack.sh"], cwd=REPO, capture_output=True, text=True,
+                              timeout=600, env=dict(env(), PYTHON=sys.executable), check=False)
+        if proc.returncode != 0 and any(word in proc.stderr for word in OFFLINE):
+            pytest.skip(f"gpu_pack.sh: the package index is not reachable: {proc.stderr.strip().splitlines()[-1]}")
+        assert proc.returncode == 0, f"gpu_pack.sh exited {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    out = tmp_path / "gpu_check"
+    output = run(["bash", BENCH / "gpu_check.sh", "--dry-run", out], timeout=840,
+                 env=dict(env(), PYTHON=sys.executable, PRESETS="fer_custom_cnn", LIMIT_SCALE="3"))
+    summary = (out / "summary.md").read_text()
+    steps = [ln.strip() for ln in summary.split("## Steps", 1)[1].split("##", 1)[0].splitlines() if ln.strip()]
+    assert len(steps) == 4 and all(s.startswith("ok ") for s in steps), f"{summary}\n{output[-3000:]}"
+    assert "FAILED" not in summary and "FAILED" not in output
+    assert "dry run on the CPU" in summary and re.search(r"test accuracy \d\.\d{4}", summary), summary
+    metrics = json.loads((out / "fashion_best_metrics.json").read_text())
+    assert metrics
+    expected = {"throughput.json": ["fer_custom_cnn"], "throughput_fp32.json": ["mnist_cnn"],
+                "throughput_compiled.json": ["mnist_cnn"]}
+    for name, presets in expected.items():
+        rows = json.loads((out / name).read_text())
+        assert [r["preset"] for r in rows] == presets and all(r["lit_vision"] > 0 and r["plain"] > 0 for r in rows)
+        assert f"## {name.removesuffix('.json')}\n" in summary
+    assert (out / "gpu_check.log").stat().st_size > 0
