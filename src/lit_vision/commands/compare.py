@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +42,7 @@ from lit_vision.runs.paths import (
     run_name,
     timing_cells,
 )
+from lit_vision.runs.records import METRICS_FILE, RunDir
 from lit_vision.runs.seeds import (
     read_config,
     read_overrides,
@@ -59,15 +59,16 @@ METRICS = COLUMNS[3:10]
 
 
 def find_runs(items: Sequence[str]) -> list[Path]:
-    """Run dirs (holding ``metrics.json``) from paths and globs, in the given order, without duplicates."""
+    """Finished run dirs (holding their metrics record) from paths and globs, in the given order, without
+    duplicates; a path to the record itself stands for its run dir."""
     runs: list[Path] = []
     for item in items:
         matches = [Path(m) for m in sorted(glob.glob(item))] or [Path(item)]
         for path in matches:
-            path = path.parent if path.name == "metrics.json" else path
-            if not (path / "metrics.json").is_file():
+            path = path.parent if path.name == METRICS_FILE else path
+            if not RunDir(path).finished:
                 if len(matches) == 1:
-                    raise LitVisionError(f"{item}: no metrics.json in {path} (pass finished run directories, "
+                    raise LitVisionError(f"{item}: no {METRICS_FILE} in {path} (pass finished run directories, "
                                          "e.g. outputs/<task>/runs/<time>)")
                 continue
             runs.append(path.resolve())
@@ -98,10 +99,9 @@ def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def read_predictions(run: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(sources, targets, probabilities) of a run's ``predictions.csv``."""
-    with open(run / "predictions.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = RunDir(run).predictions()
     if not rows:
-        raise LitVisionError(f"{run}/predictions.csv is empty")
+        raise LitVisionError(f"{RunDir(run).predictions_file} is missing or empty")
     pcols = [c for c in rows[0] if c.startswith("p_")]
     return ([r["source"] or r["index"] for r in rows], np.array([int(r["target"]) for r in rows]),
             np.array([[float(r[c]) for c in pcols] for r in rows]))
@@ -166,8 +166,8 @@ def write_seed_tables(runs: Sequence[Path], configs: Sequence[dict[str, Any] | N
 def compare(items: Sequence[str], out: Path, ensemble: bool = False) -> list[dict[str, Any]]:
     runs = find_runs(items)
     if not runs:
-        raise LitVisionError("no finished runs (metrics.json) found in " + ", ".join(items))
-    records = [json.loads((r / "metrics.json").read_text()) for r in runs]
+        raise LitVisionError(f"no finished runs ({METRICS_FILE}) found in " + ", ".join(items))
+    records = [RunDir(r).metrics() for r in runs]
     configs = [read_config(r) for r in runs]
     rows = [row_for(rec, display_name(r, rec), r.name) | {"seed": (cfg or {}).get("seed")}
             for rec, r, cfg in zip(records, runs, configs)]

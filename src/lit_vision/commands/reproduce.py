@@ -84,7 +84,8 @@ def run_all(runs: Sequence[plan.Run], spec: Mapping[str, Any],
         if not launch.finished(run.dir):
             log.info("[%d/%d] %s: %s", i, len(runs), run.name,
                      "resuming from last.ckpt" if launch.resumable(run) else "starting")
-        outcome = launch.execute(run, budget, argv_for, plan.before_line(run), where, project_root(), launcher)
+        outcome = launch.execute(run, budget, argv_for, plan.before_line(run), where, project_root(), launcher,
+                                 data_root)
         log.info("%s", progress(i, len(runs), outcome))
         outcomes.append(outcome)
     return outcomes

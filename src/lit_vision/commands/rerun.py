@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 
 from lit_vision.commands.runner import exit_on_user_error
 from lit_vision.errors import ConfigError, LitVisionError
+from lit_vision.runs.records import RunDir
 from lit_vision.runs.seeds import flatten
 
 #: the Hydra commands whose runs can be rerun: ``hydra.job.config_name`` → ``python -m lit_vision.<name>``
@@ -40,16 +41,16 @@ MISSING = "<absent>"
 
 def saved_command(run_dir: Path) -> tuple[str, list[str]]:
     """The run's command (``train`` …) and its command-line overrides, from ``<run dir>/.hydra``."""
-    hydra_file, overrides_file = run_dir / ".hydra" / "hydra.yaml", run_dir / ".hydra" / "overrides.yaml"
-    for path in (hydra_file, overrides_file, run_dir / ".hydra" / "config.yaml"):
+    run = RunDir(run_dir)
+    for path in (run.hydra_file, run.overrides_file, run.config_file):
         if not path.is_file():
             raise LitVisionError(f"{path} not found: {run_dir} is not a run dir written by a lit_vision command "
                                  "(outputs/<task>/runs/<time> or a sweep job's folder)")
-    command = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.job.config_name")
+    command = run.command()
     if command not in COMMANDS:
-        raise ConfigError(f"{hydra_file}: hydra.job.config_name={command!r} is no command rerun knows; "
+        raise ConfigError(f"{run.hydra_file}: hydra.job.config_name={command!r} is no command rerun knows; "
                           f"one of {', '.join(COMMANDS)}")
-    return command, [str(o) for o in OmegaConf.load(overrides_file)]
+    return command, run.overrides()
 
 
 def compose(command: str, overrides: Sequence[str]) -> dict[str, Any]:
@@ -85,17 +86,18 @@ def check_unchanged(run_dir: Path, command: str, overrides: list[str], allow_cha
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+    run = RunDir(run_dir)
+    saved = run.config() or {}
     try:
         composed = compose(command, overrides)
     except (HydraException, OmegaConfBaseException) as exc:  # e.g. a preset removed, or made with --config-dir
-        raise ConfigError(f"{run_dir / '.hydra' / 'overrides.yaml'} no longer composes with today's config tree "
+        raise ConfigError(f"{run.overrides_file} no longer composes with today's config tree "
                           f"({exc}); the run cannot be repeated as it was") from exc
     changes = changed_keys(saved, composed)
     if not changes:
         return
     message = (f"the config of {run_dir} changed since it ran: its command composed today differs from "
-               f"{run_dir / '.hydra' / 'config.yaml'} in {describe(changes)}")
+               f"{run.config_file} in {describe(changes)}")
     if not allow_changed:
         raise ConfigError(f"{message}. Rerun anyway with --allow-changed, or pass the saved values as overrides")
     print(f"warning: {message}; rerunning anyway (--allow-changed)", file=sys.stderr)

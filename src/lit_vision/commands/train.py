@@ -24,7 +24,7 @@ from lit_vision.deploy import checkpoint_backend
 from lit_vision.deploy.model import stored_threshold
 from lit_vision.deploy.operating_point import OPERATING_POINT_FILE, UnreachableGoalError, choose_threshold, metrics_at
 from lit_vision.runs import reporting, tracking
-from lit_vision.runs.history import read_history, write_history
+from lit_vision.runs.records import RunDir
 from lit_vision.training import hardware
 from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
 from lit_vision.training.callbacks import EpochTimer, RunDirCSVLogger
@@ -58,7 +58,7 @@ def fit(cfg: DictConfig, dm: VisionDataModule, out: Path) -> tuple[ImageClassifi
     with hardware.gpus_hidden(on_cpu(cfg) and not torch.cuda.is_initialized()):
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     if trainer.is_global_zero:  # before validate/test append their rows to the CSV log
-        write_history(out / "metrics.csv", out / "history.csv")
+        RunDir(out).write_history()
     state = {"epochs_trained": trainer.current_epoch, "global_step": trainer.global_step,
              "resumed_from": ckpt_path, "world_size": trainer.world_size, "best_checkpoint": best_checkpoint(trainer)}
     return model, trainer, state
@@ -92,7 +92,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     scalars, confusion = score_best(cfg, trainer, model, dm, state["best_checkpoint"])
     # wall time from history.csv (the same on resume and under DDP); the timer's own total when there is no history
     timer = next((cb for cb in fit_trainer.callbacks if isinstance(cb, EpochTimer)), None)
-    timing = reporting.timing_record(read_history(out / "history.csv"), cfg.report.time_to,
+    timing = reporting.timing_record(RunDir(out).history(), cfg.report.time_to,
                                      timer.train_seconds if timer is not None else None)
     record = reporting.build_metrics_record(scalars, confusion, dm.class_names,
                                             extra={**state, **timing, "data": dm.describe(),

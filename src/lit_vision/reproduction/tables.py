@@ -1,6 +1,6 @@
 """The reproduce tables, computed from the run dirs in ``<out>`` and the references in ``conf/reproduce.yaml``.
 
-Every row of the config gets its lines, run or not; the numbers come from each run's ``metrics.json`` (metrics,
+Every row of the config gets its lines, run or not; the numbers come from each run's metrics record (metrics,
 epochs, training seconds) and ``reproduce.json`` (machine, CPU seconds of every attempt) — none is typed by hand.
 ``lit_vision`` cells are mean ± sample std over the finished seeds, with n; the check mark says whether that mean
 is at or above the higher of the notebook's figure and the Keras rerun's mean.
@@ -8,7 +8,6 @@ is at or above the higher of the notebook's figure and the Keras rerun's mean.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -18,11 +17,10 @@ from typing import Any
 
 from lit_vision.errors import ConfigError
 from lit_vision.reproduction import machine
-from lit_vision.reproduction.launch import LOG, METRICS, read_manifest
 from lit_vision.reproduction.plan import Row
-from lit_vision.runs.history import read_history
 from lit_vision.runs.markdown import markdown_table
 from lit_vision.runs.paths import project_root
+from lit_vision.runs.records import MANIFEST_FILE, RunDir
 from lit_vision.runs.seeds import mean_std, mean_std_text, numbers, stat_cell
 
 #: where a run's last history.csv row sits in its record (metric keys ``last_epoch.<column>``)
@@ -65,26 +63,26 @@ def last_attempt_text(manifest: Mapping[str, Any] | None, run_dir: Path) -> str:
         return f"never started by reproduce ({run_dir})"
     code = attempts[-1].get("exit_code")
     state = "interrupted (no exit code)" if code is None else f"exit {code}"
-    return f"{state} after {len(attempts)} attempt(s), log {run_dir / LOG}"
+    return f"{state} after {len(attempts)} attempt(s), log {RunDir(run_dir).reproduce_log}"
 
 
 def read_row(row: Row, out: Path) -> RowRuns:
     runs = RowRuns(row)
     for seed, run_dir in seed_dirs(out, row.name):
-        manifest = read_manifest(run_dir)
+        run = RunDir(run_dir)
+        manifest = run.manifest()
         attempts = (manifest or {}).get("attempts") or []
         runs.cpu_seconds += sum(a.get("cpu_seconds") or 0.0 for a in attempts)
         runs.wall_seconds += sum(a.get("wall_seconds") or 0.0 for a in attempts)
         if manifest is not None:
             runs.budgets.add(manifest.get("budget"))
-        if not (run_dir / METRICS).is_file():
+        if not run.finished:
             runs.unfinished.append(f"`{row.name}` seed {seed}: {last_attempt_text(manifest, Path(shown(run_dir)))}")
             continue
-        record = json.loads((run_dir / METRICS).read_text())
-        history = read_history(run_dir / "history.csv")
-        runs.records[seed] = record | ({LAST_EPOCH: history[-1]} if history else {})
+        history = run.history()
+        runs.records[seed] = run.metrics() | ({LAST_EPOCH: history[-1]} if history else {})
         runs.machines |= {machine.label(a["machine"]) for a in attempts if a.get("machine")} or {
-            "unknown (no reproduce.json)"}
+            f"unknown (no {MANIFEST_FILE})"}
     return runs
 
 

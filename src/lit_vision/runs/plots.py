@@ -32,7 +32,7 @@ from torchmetrics.functional.classification import (  # noqa: E402
     multiclass_roc,
 )
 
-from lit_vision.runs.history import read_history  # noqa: E402
+from lit_vision.runs.records import RunDir  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +240,11 @@ def write_run_plots(out: Path, model: Any, dm: Any, misclassified: int = 10,
                     operating_point: Mapping[str, Any] | None = None) -> list[Path]:
     """All plots of a finished run into ``<out>/plots/``; called by ``train.write_artifacts``."""
     test_set = getattr(dm, "test_set", None)
-    figures = run_figures(read_history(out / "history.csv"), getattr(model, "test_outputs", {}) or {},
+    run = RunDir(out)
+    figures = run_figures(run.history(), getattr(model, "test_outputs", {}) or {},
                           dm.class_names, test_set.images if test_set is not None else None, misclassified,
                           operating_point)
     # LightningModule.loggers / global_step: [] and 0 when no trainer is attached
-    paths = save_figures(figures, out / "plots", getattr(model, "loggers", []), getattr(model, "global_step", 0))
+    paths = save_figures(figures, run.plots_dir, getattr(model, "loggers", []), getattr(model, "global_step", 0))
     log.info("plots: %s", ", ".join(p.name for p in paths))
     return paths

@@ -287,7 +287,15 @@ class RunDir:
 
     def history(self) -> list[dict[str, float]]:
         """``history.csv`` as one dict of floats per epoch (empty cells dropped); empty without the file."""
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in read_csv(self.history_file)]
+        from lit_vision.runs.history import read_history
+
+        return read_history(self.history_file)
+
+    def write_history(self) -> list[dict[str, float]]:
+        """``history.csv`` from Lightning's log ``metrics.csv`` (one row per epoch); the rows written."""
+        from lit_vision.runs.history import write_history
+
+        return write_history(self.lightning_log, self.history_file)
 
     def predictions(self) -> list[dict[str, str]]:
         """``predictions.csv`` rows as written (strings); empty without the file."""

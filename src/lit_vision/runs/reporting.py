@@ -13,7 +13,6 @@ Plots are drawn by :mod:`lit_vision.runs.plots`; multirun summaries by :mod:`lit
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,8 @@ from torchmetrics.functional.classification import (
 )
 
 from lit_vision.checks import fraction_list
+from lit_vision.runs import records
+from lit_vision.runs.records import RunDir
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
 
 log = logging.getLogger("lit_vision")
@@ -70,8 +71,14 @@ def build_metrics_record(scalars: Mapping[str, Any], confusion: torch.Tensor | N
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=_plain))
+    """JSON that may hold tensors (written as numbers or lists)."""
+    records.write_json(path, record, default=_plain)
+
+
+def write_metrics(out: Path, record: Mapping[str, Any]) -> Path:
+    """``<out>/metrics.json`` (:meth:`~lit_vision.runs.records.RunDir.write_metrics`: portable paths); tensors as
+    numbers or lists."""
+    return RunDir(out).write_metrics(record, default=_plain)
 
 
 def write_predictions(path: Path, probs: Any, targets: Any, class_names: Sequence[str],
@@ -125,10 +132,10 @@ def write_run_report(out: Path, record: dict[str, Any], model: Any, dm: Any, rep
     if "probs" in outputs and report["classification_report"]:
         record["classification_report"] = classification_report(outputs["probs"], outputs["targets"],
                                                                  dm.class_names)
-    write_json(out / "metrics.json", record)
+    write_metrics(out, record)
     if "probs" in outputs and dm.test_set is not None:
         probs, pred = predictions if predictions is not None else (outputs["probs"], None)
-        write_predictions(out / "predictions.csv", probs, outputs["targets"], dm.class_names, dm.test_set.sources,
+        write_predictions(RunDir(out).predictions_file, probs, outputs["targets"], dm.class_names, dm.test_set.sources,
                           pred)
     print_metrics(record, title=f"{dm.name}: test with the best checkpoint")
     if "classification_report" in record:
@@ -275,7 +282,7 @@ def write_report(out: Path, record: Mapping[str, Any], test_probs: Any, test_tar
                  class_names: Sequence[str], sources: Sequence[str] | None, title: str) -> None:
     """``metrics.json``, ``predictions.csv`` and the console table, like a neural run."""
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", record)
-    write_predictions(out / "predictions.csv", as_tensor(test_probs, torch.float32),
+    write_metrics(out, record)
+    write_predictions(RunDir(out).predictions_file, as_tensor(test_probs, torch.float32),
                                 as_tensor(test_targets, torch.int64), list(class_names), list(sources or []))
     print_metrics(record, title=title)

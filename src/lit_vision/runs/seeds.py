@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.table import Table
 
 from lit_vision.runs.markdown import markdown_table
 from lit_vision.runs.paths import NEVER
+from lit_vision.runs.records import RunDir
 
 #: config keys about where a run's files are, not about the experiment (``fnmatch`` patterns of dotted keys)
 LOCATION_KEYS = ("seed", "resume", "paths.*", "trainer.default_root_dir", "callbacks.*.dirpath",
@@ -56,8 +56,8 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def read_config(run: Path) -> dict[str, Any] | None:
     """The run's ``.hydra/config.yaml``, flattened; ``None`` when the run has none."""
-    path = Path(run) / ".hydra" / "config.yaml"
-    return flatten(yaml.safe_load(path.read_text()) or {}) if path.is_file() else None
+    config = RunDir(run).config()
+    return None if config is None else flatten(config)
 
 
 def split_override(override: str) -> tuple[str, str]:
@@ -68,8 +68,7 @@ def split_override(override: str) -> tuple[str, str]:
 
 def read_overrides(run: Path) -> dict[str, str]:
     """The run's command-line overrides (``.hydra/overrides.yaml``) as key → value; empty without the file."""
-    path = Path(run) / ".hydra" / "overrides.yaml"
-    return dict(split_override(str(o)) for o in yaml.safe_load(path.read_text()) or []) if path.is_file() else {}
+    return dict(split_override(o) for o in RunDir(run).overrides())
 
 
 # --- grouping --------------------------------------------------------------------------------------

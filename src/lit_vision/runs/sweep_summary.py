@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from rich.table import Table
 from lit_vision.errors import LitVisionError
 from lit_vision.runs.markdown import markdown_table
 from lit_vision.runs.paths import timing_cells
+from lit_vision.runs.records import ERROR_FILE, HYDRA_DIR, METRICS_FILE, RunDir
 from lit_vision.runs.seeds import (
     SeedGroup,
     mean_std,
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 #: metric columns of the summary besides the chosen metric (absent ones are left out)
 COLUMNS = ("val/acc", "val/loss", "test/acc", "test/f1", "test/auroc", "test/loss")
-ERROR_FILE = "error.json"
 SEEDS_NOTE = ("\nn counts finished jobs only; failed or missing jobs are listed under *not finished* and left out of "
               "the means. Full-precision means, stds and per-column n: `summary_seeds.csv`.\n")
 
@@ -55,22 +54,21 @@ SEEDS_NOTE = ("\nn counts finished jobs only; failed or missing jobs are listed 
 # --- after the sweep -----------------------------------------------------------------------------
 def read_job(job_dir: Path) -> dict[str, Any]:
     """One job: its overrides, saved config (flattened), status (ok | failed | missing), metrics and error."""
-    job: dict[str, Any] = {"job": job_dir.name, "dir": str(job_dir), "overrides": read_overrides(job_dir),
+    run = RunDir(job_dir)
+    job: dict[str, Any] = {"job": run.name, "dir": str(job_dir), "overrides": read_overrides(job_dir),
                            "config": read_config(job_dir), "status": "missing", "metrics": {}, "error": ""}
-    metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
-    if error_file.exists():
-        err = json.loads(error_file.read_text())
+    if (err := run.error()) is not None:
         job |= {"status": "failed", "error": f"{err.get('type')}: {err.get('message')}"}
-    elif metrics_file.exists():
-        job |= {"status": "ok", "metrics": json.loads(metrics_file.read_text())}
+    elif run.finished:
+        job |= {"status": "ok", "metrics": run.metrics()}
     else:
-        job["error"] = "no metrics.json or error.json (job killed or still running?)"
+        job["error"] = f"no {METRICS_FILE} or {ERROR_FILE} (job killed or still running?)"
     return job
 
 
 def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every job folder of a sweep (those with ``.hydra/``), in job-number order."""
-    dirs = [d for d in Path(sweep_dir).iterdir() if d.is_dir() and (d / ".hydra").is_dir()]
+    dirs = [d for d in Path(sweep_dir).iterdir() if d.is_dir() and (d / HYDRA_DIR).is_dir()]
     dirs.sort(key=lambda d: (0, int(d.name)) if d.name.isdigit() else (1, d.name))
     return [read_job(d) for d in dirs]
 

@@ -38,18 +38,27 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lit_vision.errors import ConfigError
+from lit_vision.runs import records
+from lit_vision.runs.records import (
+    HISTORY_FILE,
+    HYDRA_DIR,
+    METRICS_FILE,
+    MLFLOW_FILE,
+    OPERATING_POINT_FILE,
+    PLOTS_DIR,
+)
 from lit_vision.runs.seeds import flatten
 
 log = logging.getLogger("lit_vision")
 
-RUN_FILE = "mlflow.json"
+RUN_FILE = MLFLOW_FILE
 PARENT_FILE = "mlflow_parent.json"
 #: MLflow's limits (mlflow.utils.validation): parameter values, tag values, keys, entries per log_batch call
 MAX_PARAM_VALUE, MAX_TAG_VALUE, MAX_KEY, BATCH = 6000, 8000, 250, 100
 TRUNCATED = "… (truncated: the full config is the artifact config/config.yaml)"
 #: run-dir files logged as artifacts after the report (those that exist), and the folders
-REPORT_FILES = ("metrics.json", "history.csv", "operating_point.json")
-REPORT_DIRS = {"plots": "plots", ".hydra": "config"}
+REPORT_FILES = (METRICS_FILE, HISTORY_FILE, OPERATING_POINT_FILE)
+REPORT_DIRS = {PLOTS_DIR: "plots", HYDRA_DIR: "config"}
 PARENT_RUN_ID = "mlflow.parentRunId"
 RUN_DIR_TAG, SWEEP_DIR_TAG, OVERRIDES_TAG, ERROR_TAG = (
     "lit_vision.run_dir", "lit_vision.sweep_dir", "lit_vision.overrides", "lit_vision.error")
@@ -249,14 +258,13 @@ def log_params(client: Any, run_id: str, params: Mapping[str, str]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        return records.read_json(path)
     except (OSError, ValueError):
         return {}
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
+    records.write_json(path, record)
 
 
 def write_run_file(run_dir: Path | None, tracking_uri: str, experiment: str | None, run_id: str | None) -> None:
