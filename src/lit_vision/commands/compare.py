@@ -35,12 +35,10 @@ from rich.table import Table
 from lit_vision.commands.runner import exit_on_user_error
 from lit_vision.deploy.ensembles import majority_vote, mean_probability
 from lit_vision.errors import LitVisionError
-from lit_vision.runs.markdown import markdown_table
 from lit_vision.runs.paths import (
     default_output,
     run_dir_of_checkpoint,
     run_name,
-    timing_cells,
 )
 from lit_vision.runs.records import METRICS_FILE, RunDir
 from lit_vision.runs.seeds import (
@@ -51,11 +49,14 @@ from lit_vision.runs.seeds import (
     seed_rich_table,
     write_seed_csv,
 )
+from lit_vision.runs.tables import markdown_rows, metric_cells
 
 #: columns of every table; timing columns (:func:`~lit_vision.runs.paths.timing_cells`) follow when a run has them
 COLUMNS = ["model", "run", "seed", "val/acc", "test/acc", "test/precision", "test/recall", "test/f1", "test/auroc",
            "test/loss", "TP", "FP", "FN", "TN"]
 METRICS = COLUMNS[3:10]
+#: the count columns and where a record keeps them
+COUNTS = {k: f"counts.{k.lower()}" for k in COLUMNS[10:]}
 
 
 def find_runs(items: Sequence[str]) -> list[Path]:
@@ -83,13 +84,7 @@ def display_name(run: Path, record: dict[str, Any]) -> str:
 
 
 def row_for(record: dict[str, Any], name: str, run: str) -> dict[str, Any]:
-    row: dict[str, Any] = {"model": name, "run": run}
-    for key in METRICS:
-        row[key] = record.get(key)
-    counts = record.get("counts") or {}
-    for key in ("TP", "FP", "FN", "TN"):
-        row[key] = counts.get(key.lower())
-    return row | timing_cells(record)
+    return {"model": name, "run": run} | metric_cells(record, {**{k: k for k in METRICS}, **COUNTS})
 
 
 def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -145,7 +140,7 @@ def write_tables(rows: Sequence[dict[str, Any]], out: Path, columns: Sequence[st
         w = csv.DictWriter(f, fieldnames=list(columns))
         w.writeheader()
         w.writerows({k: fmt(r.get(k)) for k in columns} for r in rows)
-    md_path.write_text(markdown_table(columns, ([fmt(r.get(k)) for k in columns] for r in rows)) + "\n")
+    md_path.write_text(markdown_rows(columns, rows, fmt) + "\n")
     return csv_path, md_path
 
 

@@ -22,6 +22,7 @@ from lit_vision.runs.markdown import markdown_table
 from lit_vision.runs.paths import project_root
 from lit_vision.runs.records import MANIFEST_FILE, RunDir
 from lit_vision.runs.seeds import mean_std, mean_std_text, numbers, stat_cell
+from lit_vision.runs.tables import lookup
 
 #: where a run's last history.csv row sits in its record (metric keys ``last_epoch.<column>``)
 LAST_EPOCH = "last_epoch"
@@ -84,18 +85,6 @@ def read_row(row: Row, out: Path) -> RowRuns:
         runs.machines |= {machine.label(a["machine"]) for a in attempts if a.get("machine")} or {
             f"unknown (no {MANIFEST_FILE})"}
     return runs
-
-
-def lookup(record: Mapping[str, Any], key: str) -> Any:
-    """``record[key]``, or the dotted path ``a.b.c`` into nested records; None when absent."""
-    if key in record:
-        return record[key]
-    value: Any = record
-    for part in key.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 # --- cells -----------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_vision.errors import LitVisionError
-from lit_vision.runs.markdown import markdown_table
 from lit_vision.runs.paths import timing_cells
 from lit_vision.runs.records import ERROR_FILE, HYDRA_DIR, METRICS_FILE, RunDir
 from lit_vision.runs.seeds import (
@@ -42,6 +41,7 @@ from lit_vision.runs.seeds import (
     stat_cell,
     write_seed_csv,
 )
+from lit_vision.runs.tables import markdown_rows, metric_cells
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def summary_rows(jobs: Sequence[Mapping[str, Any]], metric: str) -> tuple[list[s
     for job in jobs:
         m = job["metrics"]
         row = {"job": job["job"], **{k: job["overrides"].get(k, "") for k in keys}, "status": job["status"],
-               **{c: m.get(c) for c in metric_cols}, **timing_cells(m), "error": job["error"]}
+               **metric_cells(m, metric_cols), "error": job["error"]}
         rows.append(row)
     return header, rows
 
@@ -239,7 +239,7 @@ def write_summary(sweep_dir: Path, metric: str, print_table: bool = True) -> dic
                   + ", ".join(f"{k}={_fmt(best[k])}" for k in keys) + ")", ""]
     groups = summarize_seeds(jobs, rows, header) if "seed" in keys else []
     seeds_md = write_seed_summary(sweep_dir, groups, number_columns(header))
-    table = markdown_table(header, ([_fmt(r.get(k)) for k in header] for r in rows))
+    table = markdown_rows(header, rows, _fmt)
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n" + table + "\n" + seeds_md)
     plot = plot_summary(rows, keys, metric, sweep_dir / "summary.png", groups)
     if print_table:
