@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from lit_vision.runs.records import read_csv
+from lit_vision.runs.formats import read_csv
 
 
 def write_history(metrics_csv: Path, out: Path) -> list[dict[str, float]]:

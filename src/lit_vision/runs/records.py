@@ -20,7 +20,8 @@ Files (names relative to the run dir):
 * ``reproduce.json`` and ``reproduce.log``: ``python -m lit_vision.reproduce``'s manifest and log;
 * ``plots/``.
 
-One reader per format: :func:`read_json`, :func:`read_yaml`, :func:`read_csv`.
+One reader per format: :func:`~lit_vision.runs.formats.read_json`, :func:`~lit_vision.runs.formats.read_yaml`,
+:func:`~lit_vision.runs.formats.read_csv`.
 
 Portable paths: a record keeps no folder of the machine that wrote it. :func:`portable` writes a path inside the
 project root (:func:`~lit_vision.runs.paths.project_root`) relative to it, and one inside the data root as
@@ -30,8 +31,6 @@ record's checkpoint paths (:data:`PATH_KEYS`) are stored that way and resolved b
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lit_vision.runs.formats import read_csv, read_json, read_yaml, write_json
+from lit_vision.runs.history import read_history, write_history
 from lit_vision.runs.paths import project_root
 
 METRICS_FILE = "metrics.json"
@@ -67,39 +68,6 @@ PYTHON = "python"
 
 
 # --- one reader (and writer) per format ------------------------------------------------------------
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
-def write_json(path: Path, record: Any, default: Callable[[Any], Any] | None = None, atomic: bool = False) -> None:
-    """``record`` as indented JSON; ``atomic``: through a temporary file, so a killed writer leaves the old one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=2, default=default)
-    if not atomic:
-        path.write_text(text)
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def read_yaml(path: Path) -> Any:
-    """A YAML file as plain containers, interpolations (``${...}``) left unresolved, as Hydra saved them."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """A CSV file with a header as a list of dicts of strings; empty when the file is absent."""
-    if not Path(path).is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-# --- portable paths --------------------------------------------------------------------------------
 def _inside(path: Path, root: Path) -> Path | None:
     try:
         return path.relative_to(root)
@@ -287,14 +255,10 @@ class RunDir:
 
     def history(self) -> list[dict[str, float]]:
         """``history.csv`` as one dict of floats per epoch (empty cells dropped); empty without the file."""
-        from lit_vision.runs.history import read_history
-
         return read_history(self.history_file)
 
     def write_history(self) -> list[dict[str, float]]:
         """``history.csv`` from Lightning's log ``metrics.csv`` (one row per epoch); the rows written."""
-        from lit_vision.runs.history import write_history
-
         return write_history(self.lightning_log, self.history_file)
 
     def predictions(self) -> list[dict[str, str]]:

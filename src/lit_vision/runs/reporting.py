@@ -31,7 +31,7 @@ from torchmetrics.functional.classification import (
 )
 
 from lit_vision.checks import fraction_list
-from lit_vision.runs import records
+from lit_vision.runs import formats
 from lit_vision.runs.records import RunDir
 from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
 
@@ -72,7 +72,7 @@ def build_metrics_record(scalars: Mapping[str, Any], confusion: torch.Tensor | N
 
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
     """JSON that may hold tensors (written as numbers or lists)."""
-    records.write_json(path, record, default=_plain)
+    formats.write_json(path, record, default=_plain)
 
 
 def write_metrics(out: Path, record: Mapping[str, Any]) -> Path:

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lit_vision.errors import ConfigError
-from lit_vision.runs import records
+from lit_vision.runs import formats
 from lit_vision.runs.records import (
     HISTORY_FILE,
     HYDRA_DIR,
@@ -258,13 +258,13 @@ def log_params(client: Any, run_id: str, params: Mapping[str, str]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        return records.read_json(path)
+        return formats.read_json(path)
     except (OSError, ValueError):
         return {}
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
-    records.write_json(path, record)
+    formats.write_json(path, record)
 
 
 def write_run_file(run_dir: Path | None, tracking_uri: str, experiment: str | None, run_id: str | None) -> None:
