@@ -22,7 +22,7 @@ from lit_vision.commands.runner import hydra_command
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.deploy import checkpoint_backend
 from lit_vision.deploy.model import stored_threshold
-from lit_vision.deploy.operating_point import OPERATING_POINT_FILE, UnreachableGoalError, choose_threshold, metrics_at
+from lit_vision.deploy.operating_point import UnreachableGoalError, choose_threshold, metrics_at
 from lit_vision.runs import reporting, tracking
 from lit_vision.runs.records import RunDir
 from lit_vision.training import hardware
@@ -132,7 +132,7 @@ def operating_point_record(goal: str, model: ImageClassifier, dm: VisionDataModu
         point["test"] = metrics_at(test_scores, test_targets, point["threshold"])
         point["test_argmax"] = metrics_at(test_scores, test_targets, 0.5)
     point["positive_class"] = dm.class_names[1]
-    reporting.write_json(out / OPERATING_POINT_FILE, point)
+    reporting.write_json(RunDir(out).operating_point_file, point)
     test = point.get("test", {})
     log.info("operating point %s: threshold %.4f → test precision %.4f, recall %.4f (argmax: %.4f, %.4f)", goal,
              point["threshold"], test.get("precision", float("nan")), test.get("recall", float("nan")),

@@ -16,7 +16,6 @@ This module imports neither torch nor Lightning, so the torch-free server instal
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from lit_vision.deploy import onnx_schema
-from lit_vision.deploy.operating_point import OPERATING_POINT_FILE, decide
+from lit_vision.deploy.operating_point import decide
 from lit_vision.errors import LitVisionError
 from lit_vision.imaging import decode_image
+from lit_vision.runs.records import CHECKPOINT_DIR, CHECKPOINT_NAMES, RunDir
 
 #: what a model argument may be, for messages
 KINDS = "a training run dir, a .ckpt, a lit_vision.xgb run dir or an exported .onnx"
 #: a run dir's checkpoints, in the order they are preferred
-CHECKPOINT_DIR, CHECKPOINT_NAMES = "checkpoints", ("best.ckpt", "last.ckpt")
 
 
 class ModelLoadError(LitVisionError):
@@ -89,20 +88,12 @@ class DeployedModel:
 
 
 # --- run dirs ------------------------------------------------------------------------------------------------
-def find_checkpoint(run_dir: Path) -> Path | None:
-    """A run dir's ``checkpoints/best.ckpt``, else ``last.ckpt``, else None."""
-    for name in CHECKPOINT_NAMES:
-        if (Path(run_dir) / CHECKPOINT_DIR / name).is_file():
-            return Path(run_dir) / CHECKPOINT_DIR / name
-    return None
-
-
 def checkpoint_of(spec: str | Path, where: str | None = None) -> Path:
     """A run dir (its best checkpoint) or a ``.ckpt`` file → the checkpoint; ``where`` names the argument."""
     path = Path(spec).expanduser()
     where = where or str(spec)
     if path.is_dir():
-        ckpt = find_checkpoint(path)
+        ckpt = RunDir(path).checkpoint()
         if ckpt is None:
             raise ModelLoadError(f"{where}: this folder has no {CHECKPOINT_DIR}/{CHECKPOINT_NAMES[0]} or "
                                  f"{CHECKPOINT_NAMES[1]} (was the run killed before its first checkpoint?); pass "
@@ -115,11 +106,12 @@ def checkpoint_of(spec: str | Path, where: str | None = None) -> Path:
 
 def stored_threshold(run_dir: Path, num_classes: int) -> float | None:
     """The operating point's threshold a binary training run stored (``operating_point.json``), if any."""
-    path = Path(run_dir) / OPERATING_POINT_FILE
+    run = RunDir(run_dir)
+    path = run.operating_point_file
     if num_classes != 2 or not path.is_file():
         return None
     try:
-        return float(json.loads(path.read_text())["threshold"])
+        return float(run.operating_point()["threshold"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"{path} is damaged ({type(exc).__name__}: {exc}); delete it to decide at argmax, "
                              "or retrain with report.operating_point=…") from exc

@@ -25,6 +25,7 @@ from lit_vision.deploy.model import DeployedModel, checkpoint_of, stored_thresho
 from lit_vision.deploy.onnx_schema import INPUT_NAME, OUTPUT_NAME, OnnxModelInfo
 from lit_vision.errors import LitVisionError
 from lit_vision.runs.paths import run_dir_of_checkpoint, run_name
+from lit_vision.runs.records import RunDir
 from lit_vision.training.checkpoints import CheckpointError, load_classifier
 
 log = logging.getLogger("lit_vision")
@@ -80,7 +81,7 @@ def export_onnx(model: Any, ckpt: Path, out: Path, threshold: float | None) -> P
 def parity_images(ckpt: Path, spec: Any, count: int = 256) -> tuple[np.ndarray, str]:
     """Up to ``count`` of the run's own test images (from its saved config), else random images of the right
     shape (a lone checkpoint has no data config); with where they came from."""
-    config = run_dir_of_checkpoint(ckpt) / ".hydra" / "config.yaml"
+    config = RunDir(run_dir_of_checkpoint(ckpt)).config_file
     if config.is_file():
         from omegaconf import OmegaConf
 

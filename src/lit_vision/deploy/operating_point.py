@@ -19,8 +19,6 @@ import numpy as np
 
 from lit_vision.errors import ConfigError, LitVisionError
 
-#: in a run dir, next to checkpoints/: the chosen threshold (predict, export and serve decide with it)
-OPERATING_POINT_FILE = "operating_point.json"
 GOAL = re.compile(r"^(max_f1|(precision|recall)\s*>=\s*(0?\.\d+|1(\.0*)?|0))$")
 
 
