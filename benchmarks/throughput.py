@@ -327,9 +327,13 @@ def print_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
     Console(width=160).print(table)
 
 
+OUTPUT_FLAGS = ("--json", "--markdown")
+
+
 def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, Any], argv: list[str]) -> None:
     """The table as markdown, with its title and the command that measured it (for docs/)."""
-    command = "python benchmarks/throughput.py " + " ".join(argv)
+    shown = [a for i, a in enumerate(argv) if a not in OUTPUT_FLAGS and (i == 0 or argv[i - 1] not in OUTPUT_FLAGS)]
+    command = "python benchmarks/throughput.py " + " ".join(shown)  # without where its own files went
     path.write_text(f"{table_title(machine)}\n\n`{command}`\n\n"
                     f"{markdown_table(COLUMNS, [table_cells(r) for r in rows])}\n")
 

@@ -22,10 +22,6 @@ ALLOWED = {
     "docs/cluster.md": "/tmp/lit-vision-slurm",  # LIT_VISION_SLURM_DIR's documented default, the same everywhere
 }
 #: tracked docs (not records) that still show a machine's folder in an example: to be fixed by their owners
-PENDING = {
-    "docs/sweeps.md": "an example command with data.root=/work/shared/datasets",
-    "docs/gpu/gpu_check-2026-12-04.md": "the GPU machine's /root/out and /tmp/tmp.* in the logged commands",
-}
 
 
 @pytest.fixture
@@ -123,7 +119,7 @@ def machine_paths(path: str) -> list[str]:
 def test_no_committed_record_or_doc_holds_an_absolute_path_of_a_machine() -> None:
     """Run records (``outputs/``, ``docs/**/*.json``) and the docs name files relative to the project root or as
     ``${data_root}/…``: a clone on another machine reads them, and they say nothing about who made them."""
-    files = [p for p in tracked("outputs", "docs") if p not in PENDING]
+    files = [p for p in tracked("outputs", "docs")]
     assert any(p.endswith("reproduce.json") for p in files) or not (ROOT / "outputs" / "reproduce").is_dir()
     hits = [hit for p in files for hit in machine_paths(p)]
     assert not hits, "absolute paths of a machine in committed files:\n" + "\n".join(hits)
