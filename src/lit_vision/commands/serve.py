@@ -4,7 +4,7 @@
 model), ``POST /predict`` with one or more ``file`` fields (multipart) → per file: class probabilities, the
 predicted class and the decision at the operating point's threshold, or that file's error. An ``.onnx`` export
 is served with onnxruntime only: ``pip install --no-deps .`` plus the ``serve`` extra's packages is a torch-free
-install (README).
+install (docs/deploy.md).
 Either backend is the run's evaluation path (test-time augmentation included, decisions at the stored operating
 point). A model that cannot be loaded is one ``error:`` line naming the file and the fix, exit code 1.
 """
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-#: README's exit codes, without importing the Hydra runner (a torch-free serving install has no Hydra):
+#: the exit codes of docs/usage.md, without importing the Hydra runner (a torch-free serving install has no Hydra):
 #: 2 for a usage or config mistake (argparse's own errors too), 1 for anything else (a missing or damaged file)
 EXIT_CONFIG, EXIT_OTHER = 2, 1
 
