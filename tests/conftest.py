@@ -16,10 +16,16 @@ from omegaconf import DictConfig, open_dict
 sys.path.insert(0, str(Path(__file__).parent))
 
 from lit_vision.config import CONF_DIR  # noqa: E402
+from lit_vision.data.synthetic import (  # noqa: E402
+    FER_CLASSES,
+    write_cifar_batches,
+    write_cifar_folders,
+    write_fer_folders,
+    write_image_folder,
+    write_torchvision_idx,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-from synthetic import write_cifar_batches, write_cifar_folders, write_image_folder  # noqa: E402
-from synthetic_sources import FER_CLASSES, write_fer_folders, write_torchvision_idx  # noqa: E402
 
 SHARED_DATASETS = Path(os.environ.get("LIT_VISION_SHARED_DATASETS",
                                       Path(__file__).resolve().parents[2] / "shared" / "datasets"))

@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import FAST
 from PIL import Image
-from synthetic import write_image_folder
 
 from lit_vision.commands.train import run
 from lit_vision.config import validate_config
 from lit_vision.data.image_folder import load_image_folders
+from lit_vision.data.synthetic import write_image_folder
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
 from lit_vision.imaging import MAX_IMAGE_PIXELS
 from lit_vision.training.checkpoints import CheckpointError, load_classifier, read_checkpoint

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from synthetic import CIFAR_CLASSES
 
 from lit_vision.data import VisionDataModule, load_source
 from lit_vision.data.augment import AugmentConfig, augment_batch, batch_random_crop
 from lit_vision.data.mapping import one_vs_rest
 from lit_vision.data.split import stratified_split
+from lit_vision.data.synthetic import CIFAR_CLASSES
 from lit_vision.errors import ConfigError, DataNotFoundError
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic import write_image_folder
 
 from lit_vision.data import load_source
 from lit_vision.data.image_folder import decode_image, load_image_folders
+from lit_vision.data.synthetic import write_image_folder
 from lit_vision.deploy.inference import decode_for
 from lit_vision.errors import DataNotFoundError
 

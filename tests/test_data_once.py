@@ -10,12 +10,12 @@ import time
 
 import numpy as np
 import pytest
-from synthetic import write_image_folder
 
 from lit_vision.commands.train import run
 from lit_vision.data import SOURCES, ImageArrays, VisionDataModule
 from lit_vision.data import sources as sources_module
 from lit_vision.data.cache import cached
+from lit_vision.data.synthetic import write_image_folder
 from lit_vision.errors import ConfigError
 from lit_vision.training.builders import build_datamodule
 

@@ -8,11 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic import write_cifar_batches, write_image_folder
-from synthetic_sources import FER_CLASSES, write_fer_folders, write_torchvision_idx
 
 from lit_vision.data import SOURCES, ImageArrays, SourceSplits, VisionDataModule, load_source
 from lit_vision.data.image_folder import decode_image
+from lit_vision.data.synthetic import (
+    FER_CLASSES,
+    write_cifar_batches,
+    write_fer_folders,
+    write_image_folder,
+    write_torchvision_idx,
+)
 from lit_vision.errors import ConfigError
 from lit_vision.training.builders import build_datamodule
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic_sources import FER_CLASSES, write_class_images, write_fer_folders, write_torchvision_idx
 
 from lit_vision.data.sources import load_source
+from lit_vision.data.synthetic import FER_CLASSES, write_class_images, write_fer_folders, write_torchvision_idx
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
 from lit_vision.training.builders import build_datamodule
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FAST
-from synthetic import write_image_folder
 
 from lit_vision.commands.runner import execute
 from lit_vision.commands.train import run
 from lit_vision.config import validate_config
+from lit_vision.data.synthetic import write_image_folder
 from lit_vision.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT as PROJECT_ROOT
 from PIL import Image
-from synthetic_sources import write_torchvision_idx
 
 from lit_vision.commands.inspect import class_means, inspect, pixel_stats
 from lit_vision.data.arrays import ImageArrays
+from lit_vision.data.synthetic import write_torchvision_idx
 
 PNGS = ("samples.png", "class_counts.png", "mean_images.png")
 

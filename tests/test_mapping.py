@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic_sources import FER_CLASSES
 
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights, one_vs_rest, select_classes, undersample
 from lit_vision.data.split import stratified_split
+from lit_vision.data.synthetic import FER_CLASSES
 from lit_vision.errors import ConfigError
 from lit_vision.training.builders import build_classifier, build_datamodule
 

@@ -8,10 +8,10 @@ import pytest
 import timm
 import torch
 from conftest import FAST, accuracy_from_predictions
-from synthetic import write_image_folder
 
 from lit_vision.commands.export_backbone import export_backbone
 from lit_vision.commands.train import run
+from lit_vision.data.synthetic import write_image_folder
 from lit_vision.errors import ConfigError
 from lit_vision.models.timm_net import TimmNet, WeightsError
 from lit_vision.training.checkpoints import load_classifier

@@ -1,7 +1,7 @@
 """python -m lit_vision.reproduce: rows and references, skip / resume / fail per run, tables from the runs.
 
 The fast tests use hand-made run dirs and a fake launcher; the slow ones run the command itself on the quick budget
-over synthetic data (tests/synthetic*.py), each training a separate process as the real thing does.
+over synthetic data (lit_vision.data.synthetic), each training a separate process as the real thing does.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 from omegaconf import OmegaConf
-from synthetic_sources import write_torchvision_idx
 
 from lit_vision.commands.reproduce import progress, run_all, write_tables
 from lit_vision.config import CONF_DIR
+from lit_vision.data.synthetic import write_torchvision_idx
 from lit_vision.errors import ConfigError
 from lit_vision.reproduction import launch, markers, plan, tables
 
