@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         reporting.write_report(out, record, probs["test"], splits["test"].labels, dm.class_names,
                              splits["test"].sources, title)
     else:
-        reporting.write_json(out / "metrics.json", record)
+        reporting.write_metrics(out, record)
     return record
 
 

@@ -48,7 +48,7 @@ def write_reports(out: Path, record: dict[str, Any], source: dict[str, Any], pro
                   data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dm: Any, ckpt: Path) -> None:
     """The booster's report in ``out`` and the source network's, on the same splits, in ``out/source_model``."""
     if "test" not in probs:
-        reporting.write_json(out / "metrics.json", record)
+        reporting.write_metrics(out, record)
         return
     _, source_probs, labels = data["test"]
     reporting.write_report(out / "source_model", source, source_probs, labels, dm.class_names, dm.test_set.sources,
