@@ -55,12 +55,24 @@ def compose_config(overrides: list[str], run_dir: Path, config_name: str = "trai
 
 
 def accuracy_from_predictions(run_dir: Path) -> float:
-    """Test accuracy recomputed from a run's predictions.csv (one row per test image: target, pred)."""
+    """Test accuracy at argmax (what ``test/acc`` measures) recomputed from a run's predictions.csv, and a check that
+    its ``pred`` column is the deployed decision: argmax, or ``P(positive) >= threshold`` for a binary run with an
+    operating point (``operating_point.json``)."""
     import csv
+    import json
 
     with open(Path(run_dir) / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return sum(r["target"] == r["pred"] for r in rows) / len(rows)
+    prob_keys = [k for k in rows[0] if k.startswith("p_")]
+    argmax = [max(range(len(prob_keys)), key=lambda i, r=r: float(r[prob_keys[i]])) for r in rows]
+    point = Path(run_dir) / "operating_point.json"
+    if point.is_file():
+        threshold = json.loads(point.read_text())["threshold"]
+        decided = [int(float(r[prob_keys[1]]) >= threshold) for r in rows]
+    else:
+        decided = argmax
+    assert [int(r["pred"]) for r in rows] == decided, "predictions.csv's pred is not the deployed decision"
+    return sum(int(r["target"]) == a for r, a in zip(rows, argmax)) / len(rows)
 
 
 @pytest.fixture
