@@ -195,3 +195,22 @@ def test_damaged_checkpoint_on_resume(make_cfg, dense_ckpt: Path, tmp_path: Path
     broken.write_bytes(dense_ckpt.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="damaged"):
         run(make_cfg("model=dense", f"ckpt_path={broken}", *FAST))
+
+
+# --- model config mistakes, caught before any data is read ---------------------------------------------------
+@pytest.mark.parametrize(("override", "named"), [
+    ("model.tta.translate=-1", "model.tta.translate=-1"),
+    ("model.mix.mixup_alpha=-1", "model.mix.mixup_alpha=-1"),
+    ("model.scheduler.name=foo", "model.scheduler.name='foo'"),
+    ("model.loss=foo", "model.loss='foo'"),
+    ("model.optimizer.name=adamx", "model.optimizer.name='adamx'"),
+    ("+model.optimizer.foo=0.9", "does not take ['foo']"),
+    ("model.optimizer.lr=0", "model.optimizer.lr=0"),
+])
+def test_model_config_mistakes_are_refused_before_the_data_is_read(override: str, named: str) -> None:
+    """data.root points nowhere: were the data read first, the error would be the missing MNIST files."""
+    proc = cli("data=mnist", "data.root=/nonexistent-data-root", override, *QUIET)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and named in errors[0], errors
+    assert "nonexistent-data-root" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr

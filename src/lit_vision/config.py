@@ -17,10 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from lit_vision.checks import (
     fraction,
     fraction_list,
-    non_negative_number,
     positive_int,
     positive_int_or_auto,
-    positive_number,
 )
 from lit_vision.errors import ConfigError
 from lit_vision.runs.paths import project_root
@@ -47,12 +45,15 @@ def _check(cfg: DictConfig, key: str, check: Callable[[Any, str], Any]) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Check the values users most often get wrong; raise :class:`ConfigError` naming key and fix."""
-    for key, check in (("model.optimizer.lr", positive_number), ("model.optimizer.weight_decay", non_negative_number),
-                       ("data.batch_size", positive_int), ("data.eval_batch_size", positive_int),
+    for key, check in (("data.batch_size", positive_int), ("data.eval_batch_size", positive_int),
                        ("data.val_fraction", fraction), ("trainer.max_epochs", positive_int),
                        ("report.time_to", fraction_list), ("cpu_threads", positive_int_or_auto),
                        ("steps_per_execution", positive_int)):
         _check(cfg, key, check)
+    if OmegaConf.select(cfg, "model.loss", default=None) is not None:  # commands that build a classifier
+        from lit_vision.training.classifier import check_model_config
+
+        check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
     _check_steps_per_execution(cfg)
     _check_optional_packages(cfg)
     goal = OmegaConf.select(cfg, "report.operating_point", default=None)

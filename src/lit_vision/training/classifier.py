@@ -255,4 +255,19 @@ def validate_hparams(loss: str, optimizer: Mapping[str, Any], scheduler: Mapping
         raise ConfigError(f"model.scheduler.name={scheduler.get('name')!r} is not one of {optim.scheduler_names()}")
 
 
-__all__ = ["ImageClassifier", "NonFiniteLossError", "num_outputs_for", "to_float", "validate_hparams"]
+def check_model_config(model: Mapping[str, Any]) -> None:
+    """What a model config says that needs no data, checked before any data is read: the loss name, the
+    optimizer (dry-built over one parameter, so a key it does not take is refused), the scheduler's name, TTA and
+    mixing. The data-dependent rest (a binary loss on a binary task) is :func:`validate_hparams`' at build time."""
+    if model.get("loss") not in losses.LOSSES:
+        raise ConfigError(f"model.loss={model.get('loss')!r} is not one of {losses.loss_names()}")
+    optim.create_optimizer(torch.nn.Linear(1, 1), model.get("optimizer") or {})
+    scheduler = model.get("scheduler") or {}
+    if scheduler.get("name", "none") not in optim.scheduler_names():
+        raise ConfigError(f"model.scheduler.name={scheduler.get('name')!r} is not one of {optim.scheduler_names()}")
+    recipes.check_tta(model.get("tta"))
+    recipes.batch_mixer(model.get("mix"), num_classes=2)
+
+
+__all__ = ["ImageClassifier", "NonFiniteLossError", "check_model_config", "num_outputs_for", "to_float",
+           "validate_hparams"]
