@@ -65,3 +65,29 @@ def proportion(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 <= float(value) <= 1.0:
         raise ConfigError(f"{key}={value!r} must be a number from 0 to 1 (e.g. {key}=0.05)")
     return float(value)
+
+
+def flag(value: Any, key: str) -> bool:
+    """A switch: true or false (YAML booleans; a string such as ``maybe`` is refused, never read as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+    return bool(value)
+
+
+#: the seeds numpy, Python's ``random`` and torch all accept
+MAX_SEED = 2**32 - 1
+
+
+def seed_value(value: Any, key: str) -> int:
+    """A random seed: an integer from 0 to 2**32 - 1 (what numpy accepts)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{key}={value!r} must be an integer from 0 to {MAX_SEED}; set it with {key}=<value>")
+    return int(value)
+
+
+def positive_int_list(value: Any, key: str) -> list[int]:
+    """A list (maybe empty) of integers >= 1, e.g. the hidden widths of a dense head."""
+    items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None  # ListConfig too
+    if items is None or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in items):
+        raise ConfigError(f"{key}={value!r} must be a list of integers >= 1, e.g. {key}=[256] ({key}=[] for none)")
+    return [int(v) for v in items]

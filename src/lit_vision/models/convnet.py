@@ -21,9 +21,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lit_vision.checks import positive_number
+from lit_vision.checks import non_negative_int, positive_int, positive_number, proportion
 from lit_vision.errors import ConfigError
-from lit_vision.models.layers import activation, dense_stack, init_weights
+from lit_vision.models.layers import activation, check_init, dense_stack, init_weights
 from lit_vision.models.registry import register_model
 from lit_vision.models.whitening import PatchWhitening
 
@@ -42,13 +42,17 @@ def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None
 
 
 def _conv(spec: Mapping[str, Any], in_ch: int, where: str) -> tuple[list[nn.Module], int]:
-    out_ch = int(spec["conv"])
+    out_ch = positive_int(spec["conv"], f"{where}.conv")
     padding = spec.get("padding", "valid")
-    if padding not in ("same", "valid") and not isinstance(padding, int):
-        raise ConfigError(f"{where}.padding={padding!r} must be same, valid or an integer")
-    layers = [nn.Conv2d(in_ch, out_ch, int(spec.get("kernel", 3)), stride=int(spec.get("stride", 1)),
+    if padding not in ("same", "valid"):
+        padding = non_negative_int(padding, f"{where}.padding")  # or same / valid
+    stride = positive_int(spec.get("stride", 1), f"{where}.stride")
+    if padding == "same" and stride != 1:
+        raise ConfigError(f"{where}: padding=same needs stride=1 (PyTorch); use an integer padding with "
+                          f"stride={stride}")
+    layers = [nn.Conv2d(in_ch, out_ch, positive_int(spec.get("kernel", 3), f"{where}.kernel"), stride=stride,
                         padding=padding if padding != "valid" else 0, bias=_flag(spec, "bias", True, where))]
-    layers.append(activation(spec.get("act", "relu")))
+    layers.append(activation(spec.get("act", "relu"), f"{where}.act"))
     return layers, out_ch
 
 
@@ -73,19 +77,24 @@ def _batchnorm(spec: Mapping[str, Any], ch: int, where: str) -> nn.BatchNorm2d:
     return bn
 
 
-def _pool(spec: Mapping[str, Any]) -> nn.Module:
-    size = int(spec["pool"])
-    stride = int(spec.get("stride", size))
+def _pool(spec: Mapping[str, Any], where: str) -> nn.Module:
+    size = positive_int(spec["pool"], f"{where}.pool")
+    stride = positive_int(spec.get("stride", size), f"{where}.stride")
     kind = spec.get("type", "max")
     if kind not in ("max", "avg"):
-        raise ConfigError(f"pool type must be max or avg, got {kind!r}")
+        raise ConfigError(f"{where}.type={kind!r} must be max or avg")
     return nn.MaxPool2d(size, stride) if kind == "max" else nn.AvgPool2d(size, stride)
 
 
 def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
     ch = int(in_chans)
+    if isinstance(specs, (str, Mapping)) or not isinstance(specs, Sequence):
+        raise ConfigError(f"model.net.features={specs!r} must be a list of blocks, e.g. "
+                          "[{conv: 32, kernel: 3}, {pool: 2}]")
     for i, spec in enumerate(specs):
+        if not isinstance(spec, (str, Mapping)):
+            raise ConfigError(f"model.net.features.{i}={spec!r} must be a block such as {{conv: 32}} or {{pool: 2}}")
         spec = {spec: True} if isinstance(spec, str) else dict(spec)
         kind = next((k for k in BLOCK_KEYS if k in spec), None)
         if kind is None:
@@ -96,21 +105,39 @@ def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> t
             new, ch = _conv(spec, ch, where)
             layers += new
         elif kind == "pool":
-            layers.append(_pool(spec))
+            layers.append(_pool(spec, where))
         elif kind == "bn":
             layers.append(_batchnorm(spec, ch, where))
         elif kind == "dropout":
-            layers.append(nn.Dropout2d(float(spec["dropout"])))
+            layers.append(nn.Dropout2d(proportion(spec["dropout"], f"{where}.dropout")))
         elif kind == "whiten":
             if i:
                 raise ConfigError(f"model.net.features.{i}: a whiten block is fitted on the normalised images, so it "
                                   "must be the first block")
-            whiten = PatchWhitening(ch, int(spec["whiten"]), int(spec.get("kernel", 2)), float(spec.get("eps", 5e-4)))
-            layers += [whiten, activation(spec.get("act", "none"))]
+            whiten = PatchWhitening(ch, positive_int(spec["whiten"], f"{where}.whiten"),
+                                    positive_int(spec.get("kernel", 2), f"{where}.kernel"),
+                                    positive_number(spec.get("eps", 5e-4), f"{where}.eps"))
+            layers += [whiten, activation(spec.get("act", "none"), f"{where}.act")]
             ch = whiten.out_channels
         elif kind == "act":
-            layers.append(activation(spec["act"]))
+            layers.append(activation(spec["act"], f"{where}.act"))
     return nn.Sequential(*layers), ch
+
+
+def _feature_size(features: nn.Sequential, in_chans: int, input_size: Sequence[int]) -> int:
+    """The flattened size of the blocks' output for one image; a net that shrinks the image to nothing is a
+    :class:`ConfigError`."""
+    size = [int(s) for s in input_size]
+    try:
+        out = features(torch.zeros(1, int(in_chans), *size))
+    except RuntimeError as exc:
+        raise ConfigError(f"model.net.features do not fit {size[0]}x{size[1]} inputs "
+                          f"({str(exc).splitlines()[0]}): remove a pool or stride, or use larger images "
+                          "(data.image_size / model.input_size)") from exc
+    if out.numel() == 0:
+        raise ConfigError(f"model.net.features leave nothing of {size[0]}x{size[1]} inputs (output {list(out.shape)}):"
+                          " remove a pool or stride, or use larger images (data.image_size / model.input_size)")
+    return out.numel()
 
 
 @register_model("convnet")
@@ -119,19 +146,32 @@ class ConvNet(nn.Module):
                  features: Sequence[Mapping[str, Any] | str], head: Mapping[str, Any] | None = None,
                  init: str = "glorot") -> None:
         super().__init__()
+        check_init(init)
         self.features, _ = build_features(features, in_chans)
         with torch.no_grad():
-            flat = self.features(torch.zeros(1, int(in_chans), *map(int, input_size))).numel()
+            flat = _feature_size(self.features, in_chans, input_size)
         head = dict(head or {})
         _check_keys("head", head, HEAD_KEYS)
-        stack = dense_stack(flat, head.get("hidden", []), num_outputs, float(head.get("dropout", 0.0)),
-                            float(head.get("input_dropout", 0.0)), bool(head.get("batchnorm", False)),
-                            head.get("act", "relu"), output_bias=_flag(head, "bias", True, "model.net.head"))
+        stack = dense_stack(flat, head.get("hidden", []), num_outputs, head.get("dropout", 0.0),
+                            head.get("input_dropout", 0.0), _flag(head, "batchnorm", False, "model.net.head"),
+                            head.get("act", "relu"), output_bias=_flag(head, "bias", True, "model.net.head"),
+                            key="model.net.head")
         self.head = nn.Sequential(nn.Flatten(), *list(stack)[:-1])
         self.classifier = stack[-1]
         self.num_features = self.classifier.in_features
         self.logit_scale = positive_number(head.get("scale", 1.0), "model.net.head.scale")  # logits x scale
         init_weights(self, init)
+
+    @staticmethod
+    def check_config(args: Mapping[str, Any], in_chans: int, input_size: Sequence[int] | None,
+                     num_outputs: int) -> None:
+        """``model.net`` checked without data (:func:`~lit_vision.models.registry.check_spec`): the whole net is
+        built on the meta device (no memory, no compute), or only its blocks when the input size is not known."""
+        with torch.device("meta"):
+            if input_size is not None:
+                ConvNet(in_chans, input_size, num_outputs, **args)
+            else:
+                build_features(args.get("features", []), in_chans)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate-layer embedding (used by XGBoost on embeddings)."""

@@ -8,16 +8,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lit_vision.checks import positive_int_list, proportion
+from lit_vision.errors import ConfigError
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU,
                                            "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
 
 
-def activation(name: str | None) -> nn.Module:
-    if name is None or name == "none":
-        return nn.Identity()
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+def check_activation(name: str | None, key: str = "activation") -> None:
+    """An activation name (or none/null); ``key`` is the config key it came from."""
+    if name is not None and name != "none" and name not in ACTIVATIONS:
+        raise ConfigError(f"{key}={name!r} is not an activation; choose one of {sorted(ACTIVATIONS)} or none")
+
+
+def activation(name: str | None, key: str = "activation") -> nn.Module:
+    check_activation(name, key)
+    return nn.Identity() if name is None or name == "none" else ACTIVATIONS[name]()
 
 
 class Dropout(nn.Dropout):
@@ -40,11 +46,15 @@ class Dropout(nn.Dropout):
 
 def dense_stack(in_features: int, hidden: Sequence[int], num_outputs: int, dropout: float = 0.0,
                 input_dropout: float = 0.0, batchnorm: bool = False, act: str = "relu",
-                output_bias: bool = True) -> nn.Sequential:
+                output_bias: bool = True, key: str = "model.net") -> nn.Sequential:
     """[Dropout] → (for each hidden width: [BatchNorm] → Linear → act → [Dropout]) → Linear(num_outputs).
 
-    ``batchnorm`` puts a BatchNorm1d before each hidden dense layer (notebook 002's "BN before dense").
+    ``batchnorm`` puts a BatchNorm1d before each hidden dense layer (notebook 002's "BN before dense"). ``key`` is
+    the config key of the stack's options (``model.net``, ``model.net.head``), named by the error for a bad one.
     """
+    hidden = positive_int_list(hidden, f"{key}.hidden")
+    dropout, input_dropout = proportion(dropout, f"{key}.dropout"), proportion(input_dropout, f"{key}.input_dropout")
+    check_activation(act, f"{key}.act")
     layers: list[nn.Module] = []
     if input_dropout:
         layers.append(Dropout(input_dropout))
@@ -63,12 +73,16 @@ def dense_stack(in_features: int, hidden: Sequence[int], num_outputs: int, dropo
 INIT_SCHEMES = ("glorot", "torch", "dirac")
 
 
+def check_init(scheme: str, key: str = "model.net.init") -> None:
+    if scheme not in INIT_SCHEMES:
+        raise ConfigError(f"{key}={scheme!r} is not a weight initialisation; choose one of {', '.join(INIT_SCHEMES)}")
+
+
 def init_weights(module: nn.Module, scheme: str = "glorot") -> None:
     """``glorot``: Keras defaults (Glorot-uniform weights, zero bias) to match the notebooks; ``torch``: keep
     PyTorch's; ``dirac``: PyTorch's, then airbench's identity start — in every conv, the first ``in_channels``
     filters pass their input through unchanged (an implicit residual connection at step 0), and biases are zero."""
-    if scheme not in INIT_SCHEMES:
-        raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
+    check_init(scheme)
     if scheme == "torch":
         return
     if scheme == "dirac":

@@ -8,9 +8,10 @@ so moving or renaming a class does not orphan a saved checkpoint. Every net take
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import torch
 import torch.nn as nn
 
 from lit_vision.errors import ConfigError
@@ -82,3 +83,33 @@ def create_net(spec: Mapping[str, Any], **data_args: Any) -> nn.Module:
     args.update(data_args)
     check_arguments(name, args)
     return net_class(name)(**args)
+
+
+def check_spec(spec: Mapping[str, Any], *, in_chans: int, input_size: Sequence[int] | None,
+               num_outputs: int) -> None:
+    """Check ``model.net`` before any data is read: the name, the arguments, and a dry build.
+
+    A net class may define ``check_config(args, in_chans, input_size, num_outputs)`` (a static method) to check its
+    own arguments without building (a pretrained backbone must not download or allocate here); any other net is
+    built on the meta device (shapes only: no memory, no weights), when the input size is known. An error a net
+    raises without naming a key becomes a :class:`ConfigError` naming ``model.net``."""
+    args = canonical_spec(spec)
+    name = args.pop("name")
+    for key in DATA_ARGS:
+        args.pop(key, None)
+    check_arguments(name, args)
+    cls = net_class(name)
+    hook = getattr(cls, "check_config", None)
+    try:
+        if hook is not None:
+            hook(args, int(in_chans), input_size, int(num_outputs))
+        elif input_size is not None:
+            with torch.device("meta"):
+                cls(**args, in_chans=int(in_chans), input_size=list(input_size), num_outputs=int(num_outputs))
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError) as exc:
+        shape = f"{in_chans}x{'x'.join(map(str, input_size))}" if input_size is not None else f"{in_chans}-channel"
+        raise ConfigError(f"model.net (name={name}) cannot be built for {shape} inputs: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; fix its options "
+                          f"{sorted(args)}") from exc

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lit_vision.checks import flag, non_negative_int, positive_number
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.layers import dense_stack
 from lit_vision.models.registry import register_model
@@ -83,18 +84,24 @@ def _verify_file(backbone: nn.Module, path: Path, name: str) -> None:
                     len(missing), len(wanted), missing[:5])
 
 
+def _weights_file(weights: str) -> Path:
+    """``model.net.weights``: an existing state-dict file."""
+    path = Path(str(weights)).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"model.net.weights={weights}: no such file. Point it at a torchvision .pth or timm "
+                           ".safetensors state dict, or use model.net.pretrained=true on a machine with internet.")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise WeightsError(f"model.net.weights={weights}: expected one of {WEIGHT_SUFFIXES} (a state dict)")
+    return path
+
+
 def create_backbone(name: str, in_chans: int, pretrained: bool = False, weights: str | None = None) -> nn.Module:
     """A timm model without its classifier (``num_classes=0``), weights from a file, the hub or random."""
     timm = _timm()
     _check_name(name)
     kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": int(in_chans)}
     if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"model.net.weights={weights}: no such file. Point it at a torchvision .pth or timm "
-                               ".safetensors state dict, or use model.net.pretrained=true on a machine with internet.")
-        if path.suffix not in WEIGHT_SUFFIXES:
-            raise WeightsError(f"model.net.weights={weights}: expected one of {WEIGHT_SUFFIXES} (a state dict)")
+        path = _weights_file(weights)
         try:
             # strict=False: the file may lack head-only modules (VGG's pre-logits MLP) that are pruned below
             backbone = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)},
@@ -234,6 +241,21 @@ class TimmNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))
+
+    @staticmethod
+    def check_config(args: Mapping[str, Any], in_chans: int, input_size: Sequence[int] | None,
+                     num_outputs: int) -> None:
+        """``model.net`` checked without building (:func:`~lit_vision.models.registry.check_spec`): building would
+        download or load the weights and allocate the backbone."""
+        _check_name(str(args.get("backbone", "vgg16")))
+        flag(args.get("pretrained", False), "model.net.pretrained")
+        flag(args.get("freeze", True), "model.net.freeze")
+        flag(args.get("cache_features", True), "model.net.cache_features")
+        if args.get("weights"):
+            _weights_file(args["weights"])
+        non_negative_int(args.get("trainable_blocks", 0), "model.net.trainable_blocks")
+        positive_number(args.get("cache_max_gb", 2.0), "model.net.cache_max_gb")
+        dense_stack(1, args.get("hidden", (256,)), 1, args.get("dropout", 0.5))  # the head's options, on one input
 
     @staticmethod
     def data_config(net_cfg: Mapping[str, Any], in_chans: int) -> dict[str, Any]:
