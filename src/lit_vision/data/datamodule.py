@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lit_vision.checks import fraction, positive_int
+from lit_vision.checks import flag, fraction, non_negative_int, positive_int, seed_value
 from lit_vision.data.arrays import ImageArrays, SourceSplits
 from lit_vision.data.augment import AugmentConfig, augment_batch, trivial_augment
 from lit_vision.data.device_batches import DeviceBatches, fits_on
@@ -87,13 +88,13 @@ class VisionDataModule(L.LightningDataModule):
         self._given = dict(root=root, download=download, channels=channels, image_size=image_size,
                            cache_dir=cache_dir, skip_corrupt=skip_corrupt, seed=seed)
         self.source_args = dict(source_args or {})
-        self.mapping = LabelMapping(**dict(mapping or {}))
+        self.mapping = LabelMapping.from_mapping(dict(mapping or {}))
         self.val_fraction = val_fraction
         self.use_source_val = use_source_val
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
-        self.seed = int(seed)
+        self.seed = seed
         self.augment = AugmentConfig.from_mapping(dict(augment or {}))
         self.class_weighting = class_weighting
         if on_device not in ("auto", True, False):
@@ -107,6 +108,20 @@ class VisionDataModule(L.LightningDataModule):
         self.test_set: ImageArrays | None = None
 
     # --- checking the arguments ------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, data: Mapping[str, Any]) -> None:
+        """Every ``data.<key>`` checked before any data is read (:func:`lit_vision.config.validate_config`): the
+        module is built from the resolved ``data`` config, which reads nothing, and its arguments checked."""
+        args = {k: v for k, v in data.items() if k != "_target_"}
+        try:
+            module = cls(**args)
+        except TypeError as exc:  # a key the data module does not take (added with +data.<key>=...)
+            known = sorted(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+            unknown = sorted(set(args) - set(known))
+            raise ConfigError(f"data.{unknown[0] if unknown else ''} is not a data setting ({exc}); the data "
+                              f"settings are {known}") from exc
+        module._check()
+
     def _check(self) -> dict[str, Any]:
         """Validate the arguments and work out the loader's keyword arguments (once)."""
         if self.source_kwargs is not None:
@@ -114,6 +129,10 @@ class VisionDataModule(L.LightningDataModule):
         self.batch_size = positive_int(self.batch_size, "data.batch_size")
         self.eval_batch_size = positive_int(self.eval_batch_size, "data.eval_batch_size")
         self.val_fraction = fraction(self.val_fraction, "data.val_fraction")
+        self.num_workers = non_negative_int(self.num_workers, "data.num_workers")
+        self.use_source_val = flag(self.use_source_val, "data.use_source_val")
+        self.class_weighting = flag(self.class_weighting, "data.class_weighting")
+        self.seed = seed_value(self.seed, "data.seed")
         check_channels(self._given["channels"])
         parse_image_size(self._given["image_size"])
         loader = get_loader(self.source)

@@ -6,12 +6,17 @@ Pure functions on label arrays so they are easy to test and to reuse with any so
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
+from lit_vision.checks import flag, positive_int
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.errors import ConfigError
+
+#: the splits ``data.mapping.per_class`` can size (balancing undersamples train and test)
+BALANCED_SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,50 @@ class LabelMapping:
     classes: Sequence[str] | Mapping[str, int] | None = None
     balance: bool = False
     per_class: Mapping[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        """The checks that need no data (class names are checked against the data when it is mapped)."""
+        if self.positive is not None and not _names(self.positive, allow_one=True):
+            raise ConfigError(f"data.mapping.positive={self.positive!r} must be a class name or a list of class "
+                              "names (or null)")
+        if self.negative_name is not None and not isinstance(self.negative_name, str):
+            raise ConfigError(f"data.mapping.negative_name={self.negative_name!r} must be a name (or null)")
+        if self.classes is not None:
+            if isinstance(self.classes, Mapping):
+                for name, new in self.classes.items():
+                    if isinstance(new, bool) or not isinstance(new, (int, np.integer)) or new < 0:
+                        raise ConfigError(f"data.mapping.classes.{name}={new!r} must be a new label 0..K-1")
+            elif not _names(self.classes, allow_one=False):
+                raise ConfigError(f"data.mapping.classes={self.classes!r} must be a list of class names or a "
+                                  "mapping {name: new_label} (or null)")
+        flag(self.balance, "data.mapping.balance")
+        if self.per_class is not None:
+            if not isinstance(self.per_class, Mapping):
+                raise ConfigError(f"data.mapping.per_class={self.per_class!r} must be a mapping {{split: rows}}, "
+                                  "e.g. {train: 1000, test: 100}")
+            for split, n in self.per_class.items():
+                if split not in BALANCED_SPLITS:
+                    raise ConfigError(f"data.mapping.per_class.{split}: only {list(BALANCED_SPLITS)} are balanced; "
+                                      "remove it")
+                positive_int(n, f"data.mapping.per_class.{split}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> LabelMapping:
+        """Build from the ``data.mapping`` mapping; an unknown key is a :class:`ConfigError` naming it."""
+        accepted = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(accepted))
+        if unknown:
+            raise ConfigError(f"data.mapping.{unknown[0]} is not a mapping setting; the accepted keys are "
+                              f"{', '.join(accepted)}")
+        return cls(**values)
+
+
+def _names(value: Any, allow_one: bool) -> bool:
+    """A class name (when ``allow_one``) or a non-empty list of them."""
+    if isinstance(value, str):
+        return allow_one
+    return (isinstance(value, Sequence) and len(value) > 0
+            and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value))
 
 
 def _check_names(wanted: Sequence[str], available: Sequence[str], key: str) -> None:
