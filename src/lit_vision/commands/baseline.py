@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from lit_vision.checks import positive_int
 from lit_vision.commands.runner import hydra_command
 from lit_vision.errors import ConfigError
 from lit_vision.runs import reporting
@@ -45,13 +46,24 @@ def make_pipeline(classifier: str, pca_components: int | None, params: Mapping[s
     params = dict(params)
     if classifier == "rf":
         params.setdefault("random_state", seed)
-        clf = RandomForestClassifier(**params)
-    else:
-        clf = QuadraticDiscriminantAnalysis(**params)
+    try:
+        clf = (RandomForestClassifier if classifier == "rf" else QuadraticDiscriminantAnalysis)(**params)
+        clf._validate_params()  # scikit-learn's own check of the values, which fit would run
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"baseline.params={dict(params)}: {str(exc).splitlines()[0]}; fix or remove the key "
+                          f"(see scikit-learn's {classifier} options)") from exc
     steps = [MinMaxScaler()]
     if pca_components:
         steps.append(PCA(n_components=pca_components, random_state=seed))
     return sk_pipeline(*steps, clf)
+
+
+def check_options(cfg: DictConfig) -> None:
+    """``baseline.*`` before any data is read: the pipeline is built (not fitted) from the options."""
+    opts = OmegaConf.to_container(cfg.baseline, resolve=True)
+    if opts.get("max_train") is not None:
+        positive_int(opts["max_train"], "baseline.max_train")
+    make_pipeline(str(opts["classifier"]), opts["pca_components"], opts["params"] or {}, int(cfg.seed))
 
 
 def flatten(images: np.ndarray) -> np.ndarray:
@@ -95,7 +107,7 @@ def _full_probs(pipe: Any, x: np.ndarray, num_classes: int) -> np.ndarray:
     return np.nan_to_num(full, nan=1.0 / num_classes)
 
 
-main = hydra_command("baseline", run)
+main = hydra_command("baseline", run, check_options)
 
 
 if __name__ == "__main__":

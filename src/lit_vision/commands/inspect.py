@@ -31,6 +31,7 @@ from omegaconf import DictConfig  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from lit_vision.checks import positive_int
 from lit_vision.commands.runner import hydra_command  # noqa: E402
 from lit_vision.data.arrays import ImageArrays  # noqa: E402
 from lit_vision.training.builders import build_datamodule  # noqa: E402
@@ -178,7 +179,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return inspect(cfg, Path(cfg.paths.output_dir))
 
 
-main = hydra_command("inspect", run)
+def check_options(cfg: DictConfig) -> None:
+    positive_int(cfg.inspect.samples_per_class, "inspect.samples_per_class")
+
+
+main = hydra_command("inspect", run, check_options)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from lit_vision.runs.sweep_summary import ERROR_FILE
 log = logging.getLogger("lit_vision")
 
 RunFn = Callable[[DictConfig], Mapping[str, Any] | None]
+#: a command's own up-front check of its keys (``baseline.*``, ``xgb.*`` ...), run after :func:`validate_config`
+CheckFn = Callable[[DictConfig], None]
 T = TypeVar("T")
 EXIT_CONFIG, EXIT_OTHER = 2, 1
 
@@ -81,12 +83,14 @@ def seed(value: int) -> None:
     seed_everything(int(value), workers=True, verbose=False)
 
 
-def execute(run: RunFn, cfg: DictConfig) -> float | None:
-    """Validate, seed and run one job; handle its failure as described in the module docstring. A command without
-    a ``seed`` key (reproduce: it only launches runs, each with its own seed) is not seeded, so it never imports
-    Lightning."""
+def execute(run: RunFn, cfg: DictConfig, check: CheckFn | None = None) -> float | None:
+    """Validate (the shared keys, then the command's own with ``check``), seed and run one job; handle its failure
+    as described in the module docstring. A command without a ``seed`` key (reproduce: it only launches runs, each
+    with its own seed) is not seeded, so it never imports Lightning."""
     try:
         validate_config(cfg)
+        if check is not None:
+            check(cfg)
         if "seed" in cfg:
             seed(cfg.seed)
         record = run(cfg) or {}
@@ -120,8 +124,9 @@ def culprit(args: list[str]) -> str:
     return ""
 
 
-def hydra_command(config_name: str, run: RunFn) -> Callable[[], Any]:
-    """The ``main()`` of a command: Hydra composes ``conf/<config_name>.yaml`` and :func:`execute` runs it."""
+def hydra_command(config_name: str, run: RunFn, check: CheckFn | None = None) -> Callable[[], Any]:
+    """The ``main()`` of a command: Hydra composes ``conf/<config_name>.yaml`` and :func:`execute` runs it;
+    ``check(cfg)`` checks the command's own keys before any data is read."""
     import hydra
 
     started = False
@@ -130,7 +135,7 @@ def hydra_command(config_name: str, run: RunFn) -> Callable[[], Any]:
     def task(cfg: DictConfig) -> float | None:
         nonlocal started
         started = True
-        return execute(run, cfg)
+        return execute(run, cfg, check)
 
     def main() -> Any:
         nonlocal started

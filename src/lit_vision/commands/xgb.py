@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from lit_vision.checks import non_negative_int, non_negative_number, positive_int, positive_number
 from lit_vision.commands.runner import hydra_command
 from lit_vision.errors import ConfigError
 from lit_vision.models.boosting import MODEL_FILE, embeddings, make_classifier, resolve_device, save_booster
@@ -57,6 +58,22 @@ def write_reports(out: Path, record: dict[str, Any], source: dict[str, Any], pro
                            title=f"{dm.name}: XGBoost on {run_name(run_dir_of_checkpoint(ckpt))} embeddings")
 
 
+def check_options(cfg: DictConfig) -> None:
+    """``embed_batch_size`` and the ``xgb.*`` values XGBoost would refuse only when fitting (after the embedding)."""
+    positive_int(cfg.embed_batch_size, "embed_batch_size")
+    params = OmegaConf.to_container(cfg.xgb, resolve=True)
+    for key, check in (("n_estimators", positive_int), ("max_depth", non_negative_int),
+                       ("learning_rate", positive_number), ("gamma", non_negative_number),
+                       ("early_stopping_rounds", positive_int), ("n_jobs", positive_int)):
+        if params.get(key) is not None:
+            check(params[key], f"xgb.{key}")
+    for key in ("subsample", "colsample_bytree"):
+        value = params.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0.0 < value <= 1.0):
+            raise ConfigError(f"xgb.{key}={value!r} must be a share in (0, 1], e.g. xgb.{key}=0.8")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Embed train/val/test with the checkpoint, fit XGBoost with early stopping on val, test and report."""
     out = Path(cfg.paths.output_dir)
@@ -85,7 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-main = hydra_command("xgb", run)
+main = hydra_command("xgb", run, check_options)
 
 
 if __name__ == "__main__":
