@@ -214,3 +214,123 @@ def test_model_config_mistakes_are_refused_before_the_data_is_read(override: str
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
     assert len(errors) == 1 and named in errors[0], errors
     assert "nonexistent-data-root" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- every value that needs no data, refused before any data is read (every command) ---------------------------
+@pytest.fixture
+def no_data_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any read of a data source fails the test: the refusal must come first."""
+    from lit_vision.data import datamodule
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("data was read before the config mistake was refused")
+
+    monkeypatch.setattr(datamodule, "load_source", refuse)
+    monkeypatch.setattr(datamodule.VisionDataModule, "prepare_data", refuse)
+    monkeypatch.setattr(datamodule.VisionDataModule, "setup", refuse)
+
+
+def refused_line(caplog: pytest.LogCaptureFixture, run_fn, cfg, check=None) -> str:
+    """Run one job through the shared runner; it must exit 2 with exactly one error line, which is returned."""
+    from lit_vision.commands.runner import execute
+
+    with pytest.raises(SystemExit) as exit_info:
+        execute(run_fn, cfg, check)
+    assert exit_info.value.code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    return errors[0]
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    # model: recipes, schedule, optimizer, loss, net blocks (dry-built on the meta device), input spec
+    ("model.tta.translate=-1", "model.tta.translate=-1"),
+    ("model.tta.hflip=maybe", "model.tta.hflip='maybe'"),
+    ("model.mix.mixup_alpha=-1", "model.mix.mixup_alpha=-1"),
+    ("model.scheduler.name=foo", "model.scheduler.name='foo'"),
+    ("model.scheduler.name=cosine +model.scheduler.foo=1", "model.scheduler="),
+    ("model.optimizer.name=sgd +model.optimizer.momentum=-1", "Invalid momentum value: -1"),
+    ("model.label_smoothing=2", "model.label_smoothing=2"),
+    ("model.compile=maybe", "model.compile='maybe'"),
+    ("model.channels_last=maybe", "model.channels_last='maybe'"),
+    ("model.ema_decay=2", "model.ema_decay=2"),
+    ("model.normalize=foo", "model.normalize='foo'"),
+    ("model.normalize={mean:[0.5,0.5],std:[1,1]}", "model.normalize="),
+    ("model.input_size=-3", "model.input_size=-3"),
+    ("model.net.init=foo", "model.net.init='foo'"),
+    ("model.net.name=foo", "model.net.name='foo'"),
+    ("+model.net.foo=1", "does not take ['foo']"),
+    ("model.net.head.dropout=2", "model.net.head.dropout=2"),
+    ("model.net.features.0.conv=0", "model.net.features.0.conv=0"),
+    ("model.net.features.2.pool=0", "model.net.features.2.pool=0"),
+    ("model.net.features=[{conv:32,act:relux}]", "model.net.features.0.act='relux'"),
+    ("model.net.features=[{conv:32,kernal:3}]", "['kernal']"),
+    ("model.net.features=[{conv:8},{pool:2},{pool:2},{pool:2},{pool:2}]", "do not fit 8x8 inputs"),
+    ("model.loss=bce data.mapping.classes=[a,b,c]", "model.loss=bce needs a binary task"),
+    # data: the data module's own checks, run on the config alone
+    ("data.augment.crop_padding=-2", "data.augment.crop_padding=-2"),
+    ("+data.augment.vflip=true", "data.augment.vflip"),
+    ("data.batch_size=0", "data.batch_size=0"),
+    ("data.val_fraction=1.5", "data.val_fraction=1.5"),
+    ("data.num_workers=-1", "data.num_workers=-1"),
+    ("data.class_weighting=maybe", "data.class_weighting='maybe'"),
+    ("data.image_size=[0,3]", "data.image_size=[0, 3]"),
+    ("data.channels=2", "data.channels=2"),
+    ("data.mapping.balance=true +data.mapping.per_class={train:-3}", "data.mapping.per_class.train=-3"),
+    ("+data.mapping.foo=1", "data.mapping.foo"),
+    ("data.source=foo", "data.source='foo'"),
+    ("+data.source_args.foo=1", "data.source_args.foo"),
+    # run-level keys
+    ("seed=abc", "seed='abc'"),
+    ("seed=-1", "seed=-1"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0"),
+    ("trainer.max_epochs=-5", "trainer.max_epochs=-5"),
+    ("trainer.precision=foo", "trainer.precision='foo'"),
+    ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1"),
+    ("test=maybe", "test='maybe'"),
+    ("report.misclassified=-1", "report.misclassified=-1"),
+    ("report.operating_point='precision>=2'", "report.operating_point='precision>=2'"),
+])
+def test_train_mistakes_exit_2_naming_key_and_value_before_any_data_is_read(
+        make_cfg, no_data_reads, caplog: pytest.LogCaptureFixture, override: str, named: str) -> None:
+    cfg = make_cfg("data=digits", *override.split(" "), *FAST)
+    assert named in refused_line(caplog, run, cfg)
+
+
+@pytest.mark.parametrize(("command", "override", "named"), [
+    ("baseline", "baseline.classifier=svm", "baseline.classifier='svm'"),
+    ("baseline", "baseline.pca_components=0", "baseline.pca_components=0"),
+    ("baseline", "+baseline.params.n_estimatorz=3", "baseline.params="),
+    ("baseline", "baseline.max_train=-1", "baseline.max_train=-1"),
+    ("baseline", "data.batch_size=0", "data.batch_size=0"),
+    ("inspect", "inspect.samples_per_class=0", "inspect.samples_per_class=0"),
+    ("inspect", "data.augment.hflip=maybe", "data.augment.hflip='maybe'"),
+    ("xgb", "xgb.subsample=2", "xgb.subsample=2"),
+    ("xgb", "embed_batch_size=0", "embed_batch_size=0"),
+    ("evaluate", "tta={translate:-1}", "model.tta.translate=-1"),
+    ("evaluate", "data.val_fraction=0", "data.val_fraction=0"),
+])
+def test_other_commands_refuse_mistakes_before_any_data_is_read(
+        make_cfg, no_data_reads, caplog: pytest.LogCaptureFixture, command: str, override: str, named: str) -> None:
+    import importlib
+
+    module = importlib.import_module(f"lit_vision.commands.{command}")
+    extra = ["ckpt_path=/nonexistent.ckpt"] if command in ("xgb", "evaluate") else []
+    cfg = make_cfg(override, *extra, config_name=command)
+    assert named in refused_line(caplog, module.run, cfg, getattr(module, "check_options", None))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("override", "named"), [
+    ("model.net.init=foo", "model.net.init='foo'"),
+    ("data.augment.crop_padding=-2", "data.augment.crop_padding=-2"),
+    ("seed=abc", "seed='abc'"),
+])
+def test_cli_mistake_is_one_line_and_exit_2_with_the_data_root_nowhere(override: str, named: str,
+                                                                       tmp_path: Path) -> None:
+    """data.root points nowhere: were the data read first, the error would be the missing MNIST files."""
+    proc = cli("data=mnist", "data.root=/nonexistent-data-root", override, f"hydra.run.dir={tmp_path}", *QUIET)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line or "error" in line]
+    assert len(errors) == 1 and named in errors[0], errors
+    assert "nonexistent-data-root" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
