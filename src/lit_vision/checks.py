@@ -4,12 +4,15 @@ that are also used without Hydra (data module, classifier). Each raises :class:`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any, TypeVar
 
 import numpy as np
 
 from lit_vision.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def positive_int(value: Any, key: str) -> int:
@@ -91,3 +94,13 @@ def positive_int_list(value: Any, key: str) -> list[int]:
     if items is None or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in items):
         raise ConfigError(f"{key}={value!r} must be a list of integers >= 1, e.g. {key}=[256] ({key}=[] for none)")
     return [int(v) for v in items]
+
+
+def build_settings(cls: type[T], values: Mapping[str, Any], key: str, what: str) -> T:
+    """The dataclass ``cls`` from a config mapping at ``key``; an unknown key is a :class:`ConfigError` naming it
+    and listing the accepted ones (``what`` says what the keys are, e.g. "a mapping setting")."""
+    accepted = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]} is not {what}; the accepted keys are {', '.join(accepted)}")
+    return cls(**values)

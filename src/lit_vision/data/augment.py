@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
+from lit_vision.checks import build_settings
 from lit_vision.errors import ConfigError
 
 
@@ -42,12 +43,7 @@ class AugmentConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> AugmentConfig:
         """Build from the ``data.augment`` mapping; an unknown key is a :class:`ConfigError` naming it."""
-        accepted = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(accepted))
-        if unknown:
-            raise ConfigError(f"data.augment.{unknown[0]} is not an augmentation setting; the accepted keys are "
-                              f"{', '.join(accepted)}")
-        return cls(**values)
+        return build_settings(cls, values, "data.augment", "an augmentation setting")
 
     @property
     def enabled(self) -> bool:

@@ -6,12 +6,12 @@ Pure functions on label arrays so they are easy to test and to reuse with any so
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from lit_vision.checks import flag, positive_int
+from lit_vision.checks import build_settings, flag, positive_int
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.errors import ConfigError
 
@@ -66,12 +66,7 @@ class LabelMapping:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> LabelMapping:
         """Build from the ``data.mapping`` mapping; an unknown key is a :class:`ConfigError` naming it."""
-        accepted = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(accepted))
-        if unknown:
-            raise ConfigError(f"data.mapping.{unknown[0]} is not a mapping setting; the accepted keys are "
-                              f"{', '.join(accepted)}")
-        return cls(**values)
+        return build_settings(cls, values, "data.mapping", "a mapping setting")
 
 
 def _names(value: Any, allow_one: bool) -> bool:
