@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,6 +131,14 @@ def resume_candidates(run_dir: str | Path) -> list[Path]:
     run_dir = Path(run_dir)
     found = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
     return [p for p in found if p.is_file() and p.stat().st_size > 0]
+
+
+def next_hpc_checkpoint(run_dir: str | Path) -> Path:
+    """Where the next SLURM requeue checkpoint goes: ``hpc_ckpt_<n+1>.ckpt`` after the highest ``n`` in the run dir
+    (Lightning's naming, so its own ``hpc_ckpt`` lookup finds ours)."""
+    numbers = [int(m.group(1)) for p in Path(run_dir).glob("hpc_ckpt_*.ckpt")
+               if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))]
+    return Path(run_dir) / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:

@@ -21,9 +21,8 @@ from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.models.registry import canonical_spec, create_net
 from lit_vision.models.whitening import unfitted_stems
 from lit_vision.training import epoch_state, grouped_steps, losses, optim, recipes
-from lit_vision.training.lightning_internals import logs_written_this_step
 from lit_vision.training.losses import num_outputs_for
-from lit_vision.training.metrics import classification_metrics, confusion_matrix, metric_input
+from lit_vision.training.metrics import classification_metrics, confusion_matrix, logs_written_this_step, metric_input
 
 
 class NonFiniteLossError(LitVisionError, RuntimeError):

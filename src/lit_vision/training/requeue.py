@@ -26,9 +26,12 @@ import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 
-from lit_vision.training import lightning_internals
+from lit_vision.training.checkpoints import next_hpc_checkpoint
 
 log = logging.getLogger(__name__)
+
+#: the signal SLURM sends before a time limit or preemption (``--signal=USR1@<s>``), as Lightning's SLURMEnvironment
+REQUEUE_SIGNAL = signal.SIGUSR1
 
 
 class Requeued(SystemExit):
@@ -52,12 +55,11 @@ class DeferredRequeue(Callback):
         self._previous: Any = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        env = lightning_internals.cluster_environment(trainer)
-        if stage != "fit" or not isinstance(env, SLURMEnvironment) or not env.auto_requeue:
+        if stage != "fit" or not SLURMEnvironment.detect():
             return
-        if threading.current_thread() is not threading.main_thread() or env.requeue_signal is None:
+        if threading.current_thread() is not threading.main_thread():
             return
-        self._signum = int(env.requeue_signal)
+        self._signum = int(REQUEUE_SIGNAL)
         self._previous = signal.signal(self._signum, self._on_signal)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -70,8 +72,8 @@ class DeferredRequeue(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if self._signum is None:
-            return
+        if self._signum is None or batch_idx + 1 >= trainer.num_training_batches:
+            return  # on an epoch's last batch, the request waits for the next one (module docstring)
         requested = self.requested
         if trainer.world_size > 1:  # any rank's signal counts, so all stop at the same step
             requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
@@ -80,7 +82,7 @@ class DeferredRequeue(Callback):
             self._save_and_requeue(trainer)
 
     def _save_and_requeue(self, trainer: L.Trainer) -> None:
-        path = lightning_internals.hpc_save_path(trainer)
+        path = str(next_hpc_checkpoint(trainer.default_root_dir))
         partial = f"{path}.partial"  # renamed when complete: a kill while saving leaves no truncated checkpoint
         trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
         requeued = False
