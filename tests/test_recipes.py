@@ -59,9 +59,11 @@ def test_the_named_losses_compute_what_they_say() -> None:
     assert torch.allclose(bce, expected)
     assert losses.num_outputs_for(2, "bce") == 1 and losses.num_outputs_for(2, "ce") == 2
     with pytest.raises(ConfigError, match="needs a binary task"):
-        losses.check_loss("bce", ["a", "b", "c"])
+        losses.check_loss("bce", class_names=["a", "b", "c"])
+    with pytest.raises(ConfigError, match="model.label_smoothing=0.1 is not applied by model.loss=bce"):
+        losses.check_loss("bce", label_smoothing=0.1)
     with pytest.raises(ConfigError, match=r"model.loss='hinge' is not one of \['ce', 'bce', 'mse'"):
-        losses.check_loss("hinge", ["a", "b"])
+        losses.check_loss("hinge", class_names=["a", "b"])
 
 
 def test_a_registered_loss_is_one_config_value_away(make_cfg, monkeypatch) -> None:

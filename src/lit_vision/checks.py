@@ -88,6 +88,28 @@ def seed_value(value: Any, key: str) -> int:
     return int(value)
 
 
+def devices_value(value: Any, key: str) -> Any:
+    """Lightning's ``devices``: ``auto``, ``-1`` (all), a count >= 1, or which ones (``[0, 1]`` or ``"0,1"``)."""
+    def integer(v: Any) -> int | None:
+        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+            return int(v)
+        return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else None
+
+    if isinstance(value, str) and "," in value:
+        indices = [integer(v) for v in value.strip(",").split(",")]
+    elif isinstance(value, Sequence) and not isinstance(value, str):  # ListConfig too
+        indices = [integer(v) for v in value]
+    else:
+        count = integer(value)
+        if value == "auto" or (count is not None and (count >= 1 or count == -1)):
+            return value
+        indices = []
+    if indices and all(i is not None and i >= 0 for i in indices):
+        return value
+    raise ConfigError(f"{key}={value!r} is not a device choice; use {key}=auto, {key}=-1 (all), a count such as "
+                      f"{key}=2, or the indices as {key}=[0,1]")
+
+
 def positive_int_list(value: Any, key: str) -> list[int]:
     """A list (maybe empty) of integers >= 1, e.g. the hidden widths of a dense head."""
     items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None  # ListConfig too

@@ -15,13 +15,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.checks import (
+    devices_value,
     flag,
     fraction_list,
     non_negative_int,
     non_negative_number,
     positive_int,
     positive_int_or_auto,
-    proportion,
     seed_value,
 )
 from lit_vision.errors import ConfigError
@@ -51,11 +51,12 @@ def _check(cfg: DictConfig, key: str, check: Callable[[Any, str], Any]) -> None:
 #: (``data.*``: the data module, ``model.*``: the net, losses, optimizers, schedules, recipes — see
 #: :func:`_check_model`), called from :func:`validate_config`
 OWN_CHECKS: tuple[tuple[str, Callable[[Any, str], Any]], ...] = (
-    ("seed", seed_value), ("trainer.max_epochs", positive_int), ("trainer.accumulate_grad_batches", positive_int),
-    ("trainer.gradient_clip_val", non_negative_number), ("report.time_to", fraction_list),
+    ("seed", seed_value), ("trainer.max_epochs", positive_int), ("trainer.devices", devices_value),
+    ("trainer.accumulate_grad_batches", positive_int), ("trainer.gradient_clip_val", non_negative_number),
+    ("report.time_to", fraction_list),
     ("report.plots", flag), ("report.classification_report", flag), ("report.misclassified", non_negative_int),
     ("cpu_threads", positive_int_or_auto), ("steps_per_execution", positive_int), ("test", flag),
-    ("validate_best", flag), ("model.label_smoothing", proportion), ("model.compile", flag))
+    ("validate_best", flag), ("model.compile", flag))
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -80,7 +81,7 @@ def validate_config(cfg: DictConfig) -> None:
     if tta is not None:
         from lit_vision.training.recipes import check_tta
 
-        check_tta(_plain(tta))
+        check_tta(_plain(tta), key="tta")
     _check_data(cfg)
     _check_model(cfg)
     precision = str(OmegaConf.select(cfg, "trainer.precision", default="32"))
@@ -153,35 +154,19 @@ def _check_model(cfg: DictConfig) -> None:
     model = OmegaConf.select(cfg, "model", default=None)
     if not isinstance(model, DictConfig) or "net" not in model:
         return
-    import torch
 
     from lit_vision.data.sources import check_channels, parse_image_size
     from lit_vision.models.registry import canonical_spec, check_spec
-    from lit_vision.training import builders, optim
-    from lit_vision.training.classifier import check_model_config, validate_hparams
+    from lit_vision.training import builders
+    from lit_vision.training.classifier import check_model_config
     from lit_vision.training.losses import num_outputs_for
 
     m: dict[str, Any] = _plain(model)
-    try:
-        check_model_config(m)  # loss name, optimizer (dry-built), scheduler name, TTA, mix
-    except ValueError as exc:  # torch refusing an optimizer value (e.g. momentum=-1) without naming the key
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"model.optimizer={m['optimizer']}: {exc}; fix the value") from exc
-    known = _placeholder_classes(cfg)
-    class_names = known or ["class_0", "class_1"]  # a binary loss on an unmapped source is checked on the data
-    if known:
-        validate_hparams(m["loss"], m["optimizer"], m["scheduler"], known)  # a binary loss needs 2 classes
+    known = _placeholder_classes(cfg)  # a binary loss on an unmapped source is checked on the data
+    check_model_config(m, known)  # loss, label smoothing, optimizer and schedule (dry-built), TTA, mix
+    class_names = known or ["class_0", "class_1"]
     builders.use_channels_last(m.get("channels_last", "auto"), canonical_spec(m["net"]))
     builders.weight_averaging(cfg)  # model.ema_decay, model.lookahead
-    # the schedule's own keys: built as the classifier builds it, over a one-parameter optimizer
-    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
-    try:
-        optim.create_scheduler(optimizer, m["scheduler"], lambda: 100)
-    except (TypeError, ValueError, KeyError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"model.scheduler={m['scheduler']}: {exc}; fix or remove the key") from exc
     # the net: input spec from the data config, then a dry build
     channels = check_channels(OmegaConf.select(cfg, "data.channels", default=3))
     data_size = parse_image_size(OmegaConf.select(cfg, "data.image_size", default=None))

@@ -26,7 +26,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     model = load_classifier(cfg.ckpt_path)
     if cfg.tta is not None:
-        model.tta = recipes.check_tta(OmegaConf.to_container(cfg.tta, resolve=True))
+        model.tta = recipes.check_tta(OmegaConf.to_container(cfg.tta, resolve=True), key="tta")
     dm = build_datamodule(cfg)
     if dm.class_names != model.class_names:
         raise ConfigError(f"data={dm.name} has classes {dm.class_names} but checkpoint {cfg.ckpt_path} was trained on "

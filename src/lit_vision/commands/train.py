@@ -41,6 +41,12 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
     return path or None
 
 
+def check_options(cfg: DictConfig) -> None:
+    """``resume`` and ``ckpt_path`` name a run dir / checkpoint that is there, before any data is read."""
+    resumed = resume_run_dir(cfg.resume)
+    resolve_ckpt_path(cfg.ckpt_path or ("last" if resumed else None), resumed or cfg.paths.output_dir, quiet=True)
+
+
 def fit(cfg: DictConfig, dm: VisionDataModule, out: Path) -> tuple[ImageClassifier, L.Trainer, dict[str, Any]]:
     """Build the model from the data, fit it (resuming when asked) and return what the report needs."""
     # resume=<run dir> is also this run's dir (conf/hydra/default.yaml) unless hydra.run.dir says otherwise
@@ -141,7 +147,7 @@ def operating_point_record(goal: str, model: ImageClassifier, dm: VisionDataModu
     return point
 
 
-main = hydra_command("train", run)
+main = hydra_command("train", run, check_options)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ from lit_vision.checks import build_settings
 from lit_vision.errors import ConfigError
 
 
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """The one uint8 → float conversion: pixels to [0, 1]; float images as they are."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """``data.augment``: which augmentations training batches get (validated on construction)."""

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_vision.checks import flag, fraction, non_negative_int, positive_int, seed_value
 from lit_vision.data.arrays import ImageArrays, SourceSplits
-from lit_vision.data.augment import AugmentConfig, augment_batch, trivial_augment
+from lit_vision.data.augment import AugmentConfig, augment_batch, to_float, trivial_augment
 from lit_vision.data.device_batches import DeviceBatches, fits_on
 from lit_vision.data.epoch_order import EpochOrder, ResumableDataLoader
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights
@@ -257,7 +257,7 @@ class VisionDataModule(L.LightningDataModule):
 
     def pixel_stats(self, max_images: int = 10_000) -> tuple[list[float], list[float]]:
         """Per-channel mean and std in [0, 1] units, from (a seeded sample of) the training split."""
-        x = self.train_sample(max_images).float().div_(255)
+        x = to_float(self.train_sample(max_images))
         mean = x.mean(dim=(0, 2, 3))
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
         return mean.tolist(), std.tolist()
@@ -324,7 +324,7 @@ class VisionDataModule(L.LightningDataModule):
         augmenting = trainer is not None and trainer.training and self.augment.enabled
         if augmenting and self.augment.trivial_augment:
             x = trivial_augment(x)  # its ops are defined on uint8 values, so before the conversion
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+        x = to_float(x)
         if augmenting:
             x = augment_batch(x, self.augment)
         return x, y

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lit_vision.errors import LitVisionError
+from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.training import grouped_steps
 
 if TYPE_CHECKING:
@@ -40,6 +40,10 @@ REQUIRED_HPARAMS = ("net", "class_names", "input_spec")
 
 class CheckpointError(LitVisionError):
     """A checkpoint is missing, damaged, or was written by another model or program."""
+
+
+class CheckpointNotFoundError(CheckpointError, ConfigError):
+    """``ckpt_path`` / ``resume`` name a file or run dir that is not there: a config mistake (exit 2)."""
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -141,7 +145,7 @@ def next_hpc_checkpoint(run_dir: str | Path) -> Path:
     return Path(run_dir) / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
 
 
-def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path, quiet: bool = False) -> str | None:
     """Turn the ``ckpt_path`` config value into an explicit file (or ``None`` for a fresh start).
 
     - ``null``: fresh start, except in a requeued SLURM job (``SLURM_RESTART_COUNT`` > 0), which acts as ``auto``;
@@ -158,18 +162,19 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:
         candidates = resume_candidates(run_dir)
         if candidates:
             newest = max(candidates, key=lambda p: p.stat().st_mtime)
-            log.info("resuming from %s", newest)
+            if not quiet:
+                log.info("resuming from %s", newest)
             return str(newest)
         if ckpt_path == "auto":
             return None
-        raise CheckpointError(
+        raise CheckpointNotFoundError(
             f"ckpt_path=last but {Path(run_dir) / 'checkpoints' / 'last.ckpt'} does not exist, so there is nothing "
             "to resume. Resume with resume=<run dir> (the folder holding checkpoints/), pass "
             "ckpt_path=<file.ckpt>, or drop ckpt_path to start fresh.")
     path = Path(str(ckpt_path)).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"ckpt_path={ckpt_path} does not exist; pass an existing .ckpt file, ckpt_path=last "
-                              "(this run dir) or resume=<run dir>")
+        raise CheckpointNotFoundError(f"ckpt_path={ckpt_path} does not exist; pass an existing .ckpt file, "
+                                      "ckpt_path=last (this run dir) or resume=<run dir>")
     return str(path.resolve())
 
 
@@ -179,12 +184,13 @@ def resume_run_dir(resume: str | None) -> Path | None:
         return None
     run_dir = Path(resume).expanduser().resolve()
     if not run_dir.is_dir():
-        raise CheckpointError(f"resume={resume}: no such run directory. Pass the folder of the run to continue, "
-                              "e.g. resume=outputs/train/runs/2026-01-01_12-00-00")
+        raise CheckpointNotFoundError(f"resume={resume}: no such run directory. Pass the folder of the run to "
+                                      "continue, e.g. resume=outputs/train/runs/2026-01-01_12-00-00")
     if not resume_candidates(run_dir):
-        raise CheckpointError(f"resume={resume}: {run_dir}/checkpoints/last.ckpt does not exist: either this is not "
-                              "the run dir you meant (check the path: outputs/<task>/runs/<time>) or the run stopped "
-                              "before its first checkpoint (start it again without resume=)")
+        raise CheckpointNotFoundError(
+            f"resume={resume}: {run_dir}/checkpoints/last.ckpt does not exist: either this is not the run dir you "
+            "meant (check the path: outputs/<task>/runs/<time>) or the run stopped before its first checkpoint "
+            "(start it again without resume=)")
     return run_dir
 
 
@@ -212,7 +218,7 @@ class FiniteModelCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint that refuses to overwrite a good checkpoint with NaN/inf weights, and saves atomically.
 
     When training diverges, ``last.ckpt``/``best.ckpt`` keep the last good weights and the run stops with
-    :class:`~lit_vision.training.classifier.NonFiniteLossError` naming the step.
+    :class:`~lit_vision.training.losses.NonFiniteLossError` naming the step.
     """
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:

@@ -9,7 +9,6 @@ so evaluation and prediction preprocess exactly as training did.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,21 +16,13 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from lit_vision.errors import ConfigError, LitVisionError
+from lit_vision.data.augment import to_float
+from lit_vision.errors import LitVisionError
 from lit_vision.models.registry import canonical_spec, create_net
 from lit_vision.models.whitening import unfitted_stems
 from lit_vision.training import epoch_state, grouped_steps, losses, optim, recipes
-from lit_vision.training.losses import num_outputs_for
-from lit_vision.training.metrics import classification_metrics, confusion_matrix, logs_written_this_step, metric_input
-
-
-class NonFiniteLossError(LitVisionError, RuntimeError):
-    """Training produced a NaN/inf loss; the last good checkpoint is kept."""
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images → float in [0, 1]; float images as they are."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+from lit_vision.training.losses import NonFiniteLossError, num_outputs_for
+from lit_vision.training.metrics import TestOutputs, classification_metrics, logs_written_this_step, metric_input
 
 
 class ImageClassifier(L.LightningModule):
@@ -44,8 +35,8 @@ class ImageClassifier(L.LightningModule):
                  compile: bool, channels_last: bool, class_weights: list[float] | None = None,
                  mix: Mapping[str, Any] | None = None, tta: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        optimizer, scheduler = dict(optimizer), dict(scheduler)
-        validate_hparams(loss, optimizer, scheduler, class_names)
+        check_model_config({"loss": loss, "label_smoothing": label_smoothing, "optimizer": optimizer,
+                            "scheduler": scheduler, "tta": tta, "mix": mix}, class_names)
         net = canonical_spec(net)  # a registered name, never an import path (checkpoints outlive renames)
         self.save_hyperparameters()
         self.class_names = list(class_names)
@@ -68,9 +59,8 @@ class ImageClassifier(L.LightningModule):
         self.train_metrics = classification_metrics(self.num_classes, "train/", full=False)
         self.val_metrics = classification_metrics(self.num_classes, "val/")
         self.test_metrics = classification_metrics(self.num_classes, "test/")
-        self.test_confusion = confusion_matrix(self.num_classes)
-        self.test_outputs: dict[str, torch.Tensor] = {}
-        self._test_chunks: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.test_collector = TestOutputs(self.num_classes)
+        self.test_outputs: dict[str, torch.Tensor] = {}  # the last test's probs, targets, confusion matrix
         self.epoch_sums = epoch_state.EpochSums()  # train/loss, and what a resumed fit continues
         self.steps_per_execution, self.micro_batch_size = 1, 0  # set_steps_per_execution
         self.direct_backward = False  # on_fit_start
@@ -147,14 +137,8 @@ class ImageClassifier(L.LightningModule):
 
     def _record_training(self, loss: torch.Tensor, probs: torch.Tensor, y: torch.Tensor, batch_idx: int) -> None:
         """Stop on a non-finite loss, update the train metrics, add to the epoch's loss sum, log the step loss."""
-        # reading the loss on the host is free on a CPU but a sync on a GPU: there, only on the steps Lightning logs
-        check = self.device.type == "cpu" or batch_idx % self.trainer.log_every_n_steps == 0
-        if check and not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss became {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}, "
-                f"batch {batch_idx}). Training stopped; the last good checkpoint is kept in checkpoints/last.ckpt. "
-                "Fix: lower model.optimizer.lr, add gradient clipping (trainer.gradient_clip_val=1.0) "
-                "or use precision=32.")
+        if self.device.type == "cpu" or batch_idx % self.trainer.log_every_n_steps == 0:  # a GPU sync: not always
+            losses.check_finite(loss, self.global_step, self.current_epoch, batch_idx)
         self.train_metrics.update(metric_input(probs, self.num_classes), y)
         # the epoch mean is summed on the device and logged once per epoch, the step loss only on the steps the
         # loggers write: each self.log call costs ~0.8 ms, and Lightning's per-step aggregation of logged values
@@ -203,28 +187,15 @@ class ImageClassifier(L.LightningModule):
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=False)
 
-    def on_test_epoch_start(self) -> None:
-        self._test_chunks = []
-
     def test_step(self, batch: Any, batch_idx: int) -> None:
         loss, probs, y = self._eval_step(batch)
         self.test_metrics.update(metric_input(probs, self.num_classes), y)
-        self.test_confusion.update(metric_input(probs, self.num_classes), y)
+        self.test_collector.update(probs, y, metric_input(probs, self.num_classes))
         self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
         self.log_dict(self.test_metrics, on_epoch=True)
-        self._test_chunks.append((probs.cpu(), y.cpu()))
 
     def on_test_epoch_end(self) -> None:
-        self.test_outputs = {"confusion_matrix": self.test_confusion.compute().cpu()}
-        self.test_confusion.reset()
-        if self._test_chunks:
-            probs = torch.cat([p for p, _ in self._test_chunks])
-            targets = torch.cat([t for _, t in self._test_chunks])
-            if self.trainer is not None and self.trainer.world_size > 1:
-                probs = self.all_gather(probs.to(self.device)).flatten(0, 1).cpu()
-                targets = self.all_gather(targets.to(self.device)).flatten(0, 1).cpu()
-            self.test_outputs |= {"probs": probs, "targets": targets}
-        self._test_chunks = []
+        self.test_outputs = self.test_collector.compute(self)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -233,40 +204,20 @@ class ImageClassifier(L.LightningModule):
     # --- optimisation (training/optim.py) ------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optimizer = optim.create_optimizer(self, self.hparams.optimizer)
-        scheduler = optim.create_scheduler(optimizer, self.hparams.scheduler, self.planned_optimizer_steps)
+        scheduler = optim.create_scheduler(optimizer, self.hparams.scheduler,
+                                           lambda: grouped_steps.planned_optimizer_steps(self))
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 
-    def planned_optimizer_steps(self) -> int:
-        """Optimizer steps this fit will take: what a per-step scheduler anneals over."""
-        planned = self.trainer.estimated_stepping_batches if self.automatic_optimization else \
-            grouped_steps.planned_steps(self.trainer, self.steps_per_execution, self.micro_batch_size)
-        if math.isinf(planned):
-            raise ConfigError("a per-step scheduler (cosine, onecycle) needs a planned length: set trainer.max_epochs "
-                              "or trainer.max_steps")
-        return max(1, int(planned))
 
-
-def validate_hparams(loss: str, optimizer: Mapping[str, Any], scheduler: Mapping[str, Any],
-                     class_names: list[str]) -> None:
-    losses.check_loss(loss, class_names)
-    optim.check_optimizer(optimizer)
-    if scheduler.get("name") not in optim.scheduler_names():
-        raise ConfigError(f"model.scheduler.name={scheduler.get('name')!r} is not one of {optim.scheduler_names()}")
-
-
-def check_model_config(model: Mapping[str, Any]) -> None:
-    """What a model config says that needs no data, checked before any data is read: the loss name, the
-    optimizer (dry-built over one parameter, so a key it does not take is refused), the scheduler's name, TTA and
-    mixing. The data-dependent rest (a binary loss on a binary task) is :func:`validate_hparams`' at build time."""
-    if model.get("loss") not in losses.LOSSES:
-        raise ConfigError(f"model.loss={model.get('loss')!r} is not one of {losses.loss_names()}")
-    optim.create_optimizer(torch.nn.Linear(1, 1), model.get("optimizer") or {})
-    scheduler = model.get("scheduler") or {}
-    if scheduler.get("name", "none") not in optim.scheduler_names():
-        raise ConfigError(f"model.scheduler.name={scheduler.get('name')!r} is not one of {optim.scheduler_names()}")
+def check_model_config(model: Mapping[str, Any], class_names: list[str] | None = None) -> None:
+    """``model.*`` recipe keys, each by the component that owns it (the optimizer and the schedule dry-built, so a
+    key they do not take is refused): before any data is read (``class_names`` None, or what ``data.mapping``
+    fixes) and again by the constructor with the data's classes (a binary loss needs two)."""
+    losses.check_loss(model.get("loss"), model.get("label_smoothing", 0.0), class_names)
+    optim.check_optimizer(model.get("optimizer") or {})
+    optim.check_scheduler(model.get("scheduler") or {})
     recipes.check_tta(model.get("tta"))
     recipes.batch_mixer(model.get("mix"), num_classes=2)
 
 
-__all__ = ["ImageClassifier", "NonFiniteLossError", "check_model_config", "num_outputs_for", "to_float",
-           "validate_hparams"]
+__all__ = ["ImageClassifier", "NonFiniteLossError", "check_model_config", "num_outputs_for"]

@@ -20,6 +20,8 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
+from lit_vision.errors import ConfigError
+
 #: the checkpoint key of the ``steps_per_execution`` a checkpoint was written with (absent: 1)
 CHECKPOINT_KEY = "steps_per_execution"
 
@@ -74,6 +76,18 @@ def planned_steps(trainer: L.Trainer, steps_per_execution: int, micro_batch_size
     if trainer.max_steps and trainer.max_steps > 0:
         planned = min(planned, trainer.max_steps)
     return planned
+
+
+def planned_optimizer_steps(module: L.LightningModule) -> int:
+    """Optimizer steps the module's fit will take, in either optimisation mode: what a per-step schedule anneals
+    over."""
+    trainer = module.trainer
+    planned = trainer.estimated_stepping_batches if module.automatic_optimization else \
+        planned_steps(trainer, module.steps_per_execution, module.micro_batch_size)
+    if math.isinf(planned):
+        raise ConfigError("a per-step scheduler (cosine, onecycle) needs a planned length: set trainer.max_epochs "
+                          "or trainer.max_steps")
+    return max(1, int(planned))
 
 
 def check_checkpoint_mode(path: str, ckpt: dict[str, Any], model: torch.nn.Module) -> str | None:

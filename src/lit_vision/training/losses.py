@@ -15,18 +15,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lit_vision.errors import ConfigError
+from lit_vision.checks import proportion
+from lit_vision.errors import ConfigError, LitVisionError
 
 LossFn = Callable[..., torch.Tensor]
 LOSSES: dict[str, LossFn] = {}
 BINARY_LOSSES: set[str] = set()  # two classes only, one logit
+SMOOTHED_LOSSES: set[str] = set()  # the ones that apply model.label_smoothing
 
 
-def register_loss(name: str, binary: bool = False) -> Callable[[LossFn], LossFn]:
+def register_loss(name: str, binary: bool = False, smoothing: bool = False) -> Callable[[LossFn], LossFn]:
     def wrap(fn: LossFn) -> LossFn:
         LOSSES[name] = fn
         if binary:
             BINARY_LOSSES.add(name)
+        if smoothing:
+            SMOOTHED_LOSSES.add(name)
         return fn
     return wrap
 
@@ -35,12 +39,29 @@ def loss_names() -> list[str]:
     return list(LOSSES)
 
 
-def check_loss(loss: str, class_names: list[str]) -> None:
+def check_loss(loss: str, label_smoothing: float = 0.0, class_names: list[str] | None = None) -> None:
+    """``model.loss`` and ``model.label_smoothing``; with the data's ``class_names``, that a binary loss has two."""
     if loss not in LOSSES:
         raise ConfigError(f"model.loss={loss!r} is not one of {loss_names()}")
-    if loss in BINARY_LOSSES and len(class_names) != 2:
+    if proportion(label_smoothing, "model.label_smoothing") and loss not in SMOOTHED_LOSSES:
+        raise ConfigError(f"model.label_smoothing={label_smoothing} is not applied by model.loss={loss} (only by "
+                          f"{sorted(SMOOTHED_LOSSES)}); set model.label_smoothing=0 or use one of those losses")
+    if class_names is not None and loss in BINARY_LOSSES and len(class_names) != 2:
         raise ConfigError(f"model.loss={loss} needs a binary task but the data has {len(class_names)} classes "
                           f"{class_names}; use model.loss=ce or map the labels to two classes")
+
+
+class NonFiniteLossError(LitVisionError, RuntimeError):
+    """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+
+
+def check_finite(loss: torch.Tensor, step: int, epoch: int, batch_idx: int) -> None:
+    """Stop training on a NaN/inf loss (reading it on the host: free on a CPU, a sync on a GPU)."""
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss became {loss.item()} at global step {step} (epoch {epoch}, batch {batch_idx}). Training stopped; "
+            "the last good checkpoint is kept in checkpoints/last.ckpt. Fix: lower model.optimizer.lr, add gradient "
+            "clipping (trainer.gradient_clip_val=1.0) or use precision=32.")
 
 
 def num_outputs_for(num_classes: int, loss: str) -> int:
@@ -62,7 +83,7 @@ def one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     return target if target.is_floating_point() else F.one_hot(target, num_classes).float()
 
 
-@register_loss("ce")
+@register_loss("ce", smoothing=True)
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, class_weight: torch.Tensor | None = None,
                   label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
     return F.cross_entropy(logits, target, weight=class_weight, label_smoothing=label_smoothing)
@@ -85,4 +106,5 @@ def mean_squared_error(logits: torch.Tensor, target: torch.Tensor, *, num_classe
     return F.mse_loss(probabilities(logits), one_hot(target, num_classes))
 
 
-__all__ = ["LOSSES", "check_loss", "loss_names", "num_outputs_for", "probabilities", "register_loss"]
+__all__ = ["LOSSES", "NonFiniteLossError", "check_finite", "check_loss", "loss_names", "num_outputs_for",
+           "probabilities", "register_loss"]

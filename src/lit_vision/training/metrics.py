@@ -67,3 +67,29 @@ def logs_written_this_step(trainer: L.Trainer) -> bool:
         return True
     batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready  # this one included
     return batches % trainer.log_every_n_steps == 0 or trainer.should_stop
+
+
+class TestOutputs:
+    """The test split's probabilities, targets and confusion matrix, gathered over DDP ranks at the epoch's end:
+    what reports, plots and ``predictions.csv`` read (as ``model.test_outputs``)."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.confusion = confusion_matrix(num_classes)
+        self.chunks: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor, metric_probs: torch.Tensor) -> None:
+        self.confusion.update(metric_probs, targets)
+        self.chunks.append((probs.cpu(), targets.cpu()))
+
+    def compute(self, module: L.LightningModule) -> dict[str, torch.Tensor]:
+        """Everything collected since the last call (and reset): ``confusion_matrix``, ``probs``, ``targets``."""
+        out = {"confusion_matrix": self.confusion.compute().cpu()}
+        self.confusion.reset()
+        if self.chunks:
+            probs, targets = (torch.cat(parts) for parts in zip(*self.chunks))
+            if module.trainer is not None and module.trainer.world_size > 1:
+                probs = module.all_gather(probs.to(module.device)).flatten(0, 1).cpu()
+                targets = module.all_gather(targets.to(module.device)).flatten(0, 1).cpu()
+            out |= {"probs": probs, "targets": targets}
+        self.chunks = []
+        return out

@@ -72,31 +72,36 @@ def parameter_groups(module: torch.nn.Module, lr: float, weight_decay: float, de
 
 
 def check_optimizer(optimizer: Mapping[str, Any]) -> None:
-    """``model.optimizer``: a known name, a positive lr, a non-negative weight decay."""
-    name = optimizer.get("name")
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"model.optimizer.name={name!r} is not one of {sorted(OPTIMIZERS)}")
-    positive_number(optimizer.get("lr"), "model.optimizer.lr")
-    if "weight_decay" in optimizer:
-        non_negative_number(optimizer["weight_decay"], "model.optimizer.weight_decay")
+    """``model.optimizer``, dry-built over one parameter: a key or value the optimizer refuses is named now."""
+    create_optimizer(torch.nn.Linear(1, 1), optimizer)
 
 
 def create_optimizer(module: torch.nn.Module, optimizer: Mapping[str, Any]) -> Optimizer:
     """The optimizer ``model.optimizer`` describes, over ``module``'s trainable parameters."""
     cfg = dict(optimizer)
-    check_optimizer(cfg)
-    params = parameter_groups(module, float(cfg["lr"]), float(cfg.get("weight_decay", 0.0)),
-                              bool(cfg.get("decay_norms_and_biases", True)),
+    name = cfg.get("name")
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"model.optimizer.name={name!r} is not one of {sorted(OPTIMIZERS)}")
+    lr = positive_number(cfg.get("lr"), "model.optimizer.lr")
+    weight_decay = non_negative_number(cfg.get("weight_decay", 0.0), "model.optimizer.weight_decay")
+    params = parameter_groups(module, float(lr), float(weight_decay), bool(cfg.get("decay_norms_and_biases", True)),
                               float(cfg.get("norm_bias_lr_scale", 1.0)))
     extra = {k: v for k, v in cfg.items() if k not in GROUP_KEYS}
     try:
-        return OPTIMIZERS[cfg["name"]](params, **extra)
+        return OPTIMIZERS[name](params, **extra)
     except TypeError as e:  # a key this optimizer does not take
-        raise ConfigError(f"model.optimizer: {cfg['name']} does not take {sorted(extra)} ({e}); remove the key "
+        raise ConfigError(f"model.optimizer: {name} does not take {sorted(extra)} ({e}); remove the key "
                           "or pick another optimizer") from e
+    except ValueError as e:  # a value torch refuses (momentum=-1, betas out of range ...)
+        raise ConfigError(f"model.optimizer={dict(optimizer)}: {name} refuses it ({e}); fix the value") from e
 
 
 # --- schedules -----------------------------------------------------------------------------------------------
+def check_scheduler(scheduler: Mapping[str, Any]) -> None:
+    """``model.scheduler``, dry-built over a one-parameter optimizer: its name, keys and values."""
+    create_scheduler(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1), scheduler, lambda: 100)
+
+
 def create_scheduler(optimizer: Optimizer, scheduler: Mapping[str, Any],
                      planned_steps: Callable[[], int]) -> dict[str, Any] | None:
     """Lightning's ``lr_scheduler`` entry for ``model.scheduler`` (None for ``name=none``). ``planned_steps`` is
@@ -104,13 +109,23 @@ def create_scheduler(optimizer: Optimizer, scheduler: Mapping[str, Any],
     cfg = dict(scheduler)
     kind = cfg.pop("name", "none")
     monitor = cfg.pop("monitor", "val/loss")
-    if kind == "none":
-        return None
-    if kind == "plateau":
-        return {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **cfg), "monitor": monitor}
-    if kind not in SCHEDULERS:
+    if kind not in scheduler_names():
         raise ConfigError(f"model.scheduler.name={kind!r} is not one of {scheduler_names()}")
-    return {"scheduler": SCHEDULERS[kind](optimizer, planned_steps(), **cfg), "interval": "step"}
+    if kind == "none":
+        if cfg:
+            raise ConfigError(f"model.scheduler.name=none takes no other keys, got {sorted(cfg)}; remove them")
+        return None
+    try:
+        if kind == "plateau":
+            return {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **cfg), "monitor": monitor}
+        return {"scheduler": SCHEDULERS[kind](optimizer, planned_steps(), **cfg), "interval": "step"}
+    except TypeError as e:  # a key the schedule does not take
+        raise ConfigError(f"model.scheduler: {kind} does not take one of {sorted(cfg)} ({e}); remove the key or "
+                          "pick another schedule") from e
+    except ValueError as e:  # a value it refuses
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"model.scheduler={dict(scheduler)}: {kind} refuses it ({e}); fix the value") from e
 
 
 @register_scheduler("cosine")

@@ -39,17 +39,18 @@ def batch_mixer(mix: Mapping[str, Any] | None, num_classes: int) -> Callable | N
 
 
 # --- test-time augmentation ----------------------------------------------------------------------------------
-def check_tta(tta: Mapping[str, Any] | None) -> dict[str, Any]:
+def check_tta(tta: Mapping[str, Any] | None, key: str = "model.tta") -> dict[str, Any]:
+    """``model.tta`` (or evaluate's ``tta``: ``key`` names it in messages) as ``{"hflip": bool, "translate": int}``."""
     tta = dict(tta or {})
     unknown = sorted(set(tta) - TTA_KEYS)
     if unknown:
-        raise ConfigError(f"model.tta has unknown key(s) {unknown}; allowed: {sorted(TTA_KEYS)}")
+        raise ConfigError(f"{key} has unknown key(s) {unknown}; allowed: {sorted(TTA_KEYS)}")
     hflip = tta.get("hflip", False)
     if hflip not in (True, False):
-        raise ConfigError(f"model.tta.hflip={hflip!r}: use true or false")
+        raise ConfigError(f"{key}.hflip={hflip!r}: use true or false")
     translate = tta.get("translate", 0)
-    if not isinstance(translate, int) or translate < 0:
-        raise ConfigError(f"model.tta.translate={translate!r}: use a number of pixels >= 0 (0 = off)")
+    if isinstance(translate, bool) or not isinstance(translate, int) or translate < 0:
+        raise ConfigError(f"{key}.translate={translate!r}: use a number of pixels >= 0 (0 = off)")
     return {"hflip": bool(hflip), "translate": int(translate)}
 
 
