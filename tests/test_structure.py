@@ -16,8 +16,10 @@ COMMANDS_DIR = PACKAGE_DIR / "commands"
 #: modules run as ``python -m lit_vision.<name>`` / ``lit-vision <name>``, in ``lit_vision/commands/``
 COMMANDS = {"train", "evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export_backbone",
             "export", "serve", "rerun", "reproduce"}
-#: command plumbing beside the commands: the shared Hydra runner (commands may import it), and the entry point
-PLUMBING = {"lit_vision.commands", "lit_vision.commands.runner", "lit_vision.cli", "lit_vision.__main__"}
+#: command plumbing beside the commands: the shared Hydra runner and the argparse commands' flag checks (commands
+#: may import them), and the entry point
+PLUMBING = {"lit_vision.commands", "lit_vision.commands.runner", "lit_vision.commands.arguments", "lit_vision.cli",
+            "lit_vision.__main__"}
 #: at most this many modules directly under src/lit_vision/ (the rest is in sub-packages)
 MAX_TOP_LEVEL = 8
 
@@ -93,7 +95,7 @@ def test_commands_do_not_import_each_other_and_the_library_imports_no_command() 
 def test_every_command_has_a_module_in_commands_and_every_module_there_is_a_command() -> None:
     from lit_vision.commands import COMMANDS as LISTED
 
-    modules = {p.stem for p in COMMANDS_DIR.glob("*.py")} - {"__init__", "runner"}
+    modules = {p.stem for p in COMMANDS_DIR.glob("*.py")} - {"__init__", "runner", "arguments"}
     assert set(LISTED) == COMMANDS == modules
     assert all(line and "\n" not in line for line in LISTED.values())  # one line each in `lit-vision --help`
 

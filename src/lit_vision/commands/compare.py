@@ -20,7 +20,6 @@ XGBoost ``source_model/`` report) are never grouped; their seed cell is blank.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import glob
 import sys
@@ -32,9 +31,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from lit_vision.commands.arguments import ArgumentParser, output_file
 from lit_vision.commands.runner import exit_on_user_error
 from lit_vision.deploy.ensembles import majority_vote, mean_probability
-from lit_vision.errors import LitVisionError
+from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.runs.paths import (
     default_output,
     run_dir_of_checkpoint,
@@ -162,6 +162,9 @@ def compare(items: Sequence[str], out: Path, ensemble: bool = False) -> list[dic
     runs = find_runs(items)
     if not runs:
         raise LitVisionError(f"no finished runs ({METRICS_FILE}) found in " + ", ".join(items))
+    if ensemble and len(runs) < 2:
+        raise ConfigError(f"--ensemble needs at least two runs; {', '.join(items)} gave {len(runs)} ({runs[0]}): "
+                          "pass more runs or leave --ensemble out")
     records = [RunDir(r).metrics() for r in runs]
     configs = [read_config(r) for r in runs]
     rows = [row_for(rec, display_name(r, rec), r.name) | {"seed": (cfg or {}).get("seed")}
@@ -186,11 +189,12 @@ def compare(items: Sequence[str], out: Path, ensemble: bool = False) -> list[dic
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m lit_vision.compare", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m lit_vision.compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="run directories or globs (quote globs)")
-    ap.add_argument("--out", type=Path, default=None,
+    ap.add_argument("--out", type=output_file(), default=None,
                     help="output path without suffix (default outputs/compare/compare_<time>)")
-    ap.add_argument("--ensemble", action="store_true", help="add mean-probability and majority-vote rows")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="add mean-probability and majority-vote rows (two runs or more)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     out = args.out or default_output("compare", "compare")
     exit_on_user_error(lambda: compare(args.runs, out, args.ensemble))

@@ -5,23 +5,25 @@ The run's evaluation path as one graph: uint8 ``(N, C, H, W)`` input at the trai
 them, dynamic batch; class names / input spec / TTA / operating-point threshold in the metadata
 (``deploy/onnx_schema.py``). The export checks itself: onnxruntime against the checkpoint's evaluation (PyTorch, TTA
 included) on the run's test images, and fails (removing the file) when a probability differs by more than 1e-4.
-A missing or damaged model is one ``error:`` line, exit code 1.
+A missing or damaged model is one ``error:`` line, exit code 1; a bad option (``--out`` not ending in ``.onnx``,
+which ``predict`` and ``serve`` recognise an export by) is one line naming it, exit code 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
+from lit_vision.commands.arguments import ArgumentParser, output_file
 from lit_vision.commands.runner import exit_on_user_error
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m lit_vision.export", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m lit_vision.export", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="a training run dir (its checkpoints/best.ckpt) or a .ckpt file")
     ap.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default onnx)")
-    ap.add_argument("--out", default=None, help="output file (default <run dir>/model.onnx)")
+    ap.add_argument("--out", type=output_file(".onnx"), default=None,
+                    help="output .onnx file (default <run dir>/model.onnx)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
 
     def work() -> dict:

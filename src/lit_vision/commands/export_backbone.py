@@ -6,18 +6,21 @@ The file loads offline as ``model.net.weights=<out>`` (e.g. notebook 004's froze
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from lit_vision.commands.arguments import ArgumentParser, output_file
 from lit_vision.commands.runner import exit_on_user_error
-from lit_vision.models.timm_net import WeightsError
+from lit_vision.errors import LitVisionError
+from lit_vision.models.timm_net import WEIGHT_SUFFIXES, WeightsError
 from lit_vision.training.checkpoints import read_checkpoint
 
 PREFIX = "net.backbone."
+#: what ``model.net.weights`` loads, the recommended one first
+SUFFIXES = (".safetensors", *(s for s in WEIGHT_SUFFIXES if s != ".safetensors"))
 
 
 def export_backbone(ckpt_path: str | Path, out: str | Path) -> Path:
@@ -25,6 +28,9 @@ def export_backbone(ckpt_path: str | Path, out: str | Path) -> Path:
 
     ``.safetensors`` (recommended) or ``.pth``; the keys are timm's, so any timm net of the same backbone loads it.
     """
+    if Path(ckpt_path).expanduser().is_dir():
+        raise LitVisionError(f"checkpoint {ckpt_path} is a folder; pass the .ckpt file, e.g. "
+                             f"{Path(ckpt_path) / 'checkpoints' / 'best.ckpt'}")
     ckpt = read_checkpoint(ckpt_path)
     state = {k[len(PREFIX):]: v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
     if not state:
@@ -42,9 +48,10 @@ def export_backbone(ckpt_path: str | Path, out: str | Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m lit_vision.export_backbone", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m lit_vision.export_backbone", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", help="<run>/checkpoints/best.ckpt of a model=vgg16 (timm backbone) run")
-    ap.add_argument("out", help="output file, .safetensors (recommended) or .pth")
+    ap.add_argument("out", type=output_file(*SUFFIXES),
+                    help="output file, .safetensors (recommended) or .pth (what model.net.weights loads)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     path = exit_on_user_error(lambda: export_backbone(args.checkpoint, args.out))
     print(f"backbone weights written to {path}; use them with model.net.weights={path}")

@@ -28,9 +28,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from lit_vision.commands.arguments import ArgumentParser, device, output_file, positive_int
 from lit_vision.commands.runner import exit_on_user_error
 from lit_vision.deploy.inference import Results, collect_images, predict_images, unique_names
-from lit_vision.deploy.loader import load_model
+from lit_vision.deploy.loader import load_model, model_path
 from lit_vision.errors import LitVisionError
 from lit_vision.runs.paths import default_output
 
@@ -101,28 +102,32 @@ def print_results(res: Results, console: Console) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m lit_vision.predict", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="python -m lit_vision.predict", description=__doc__.split("\n\n")[0],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images", nargs="+", help="image files, folders (recursive) or globs (quote them)")
     ap.add_argument("-m", "--model", action="append", required=True,
                     help="a .ckpt, a training run dir, a lit_vision.xgb run dir or an exported .onnx; repeat for "
                          "several models")
-    ap.add_argument("--csv", type=Path, default=None,
+    ap.add_argument("--csv", type=output_file(), default=None,
                     help="where to write the table (default outputs/predict/predictions_<time>.csv)")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:<index> (default cpu)")
+    ap.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass (default 256)")
     return ap.parse_args(argv)
 
 
 def run(argv: Sequence[str], console: Console | None = None) -> Results:
-    """Classify the images ``argv`` names; print the table, write the CSV and return the results."""
+    """Classify the images ``argv`` names; print the table, write the CSV and return the results. Every argument
+    is checked (every model path, the images found) before the first model is loaded."""
     args = parse_args(argv)
     console = console or Console()
-    predictors = [load_model(m, args.device, args.batch_size, arg="--model") for m in args.model]
-    unique_names(predictors)
+    for spec in args.model:
+        model_path(spec, arg="--model")
     paths, missing = collect_images(args.images)
     if not paths:
-        raise LitVisionError("no image files found in " + ", ".join(args.images))
+        raise LitVisionError("no image files found in " + ", ".join(args.images) + "; pass image files, folders "
+                             "or quoted globs")
+    predictors = [load_model(m, args.device, args.batch_size, arg="--model") for m in args.model]
+    unique_names(predictors)
     res = predict_images(predictors, paths)
     for item, reason in missing:
         res.unreadable[Path(item)] = reason

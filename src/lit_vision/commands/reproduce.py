@@ -23,6 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lit_vision.checks import MAX_SEED, flag, seed_value
 from lit_vision.commands.runner import hydra_command
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.reproduction import launch, machine, markers, plan, tables
@@ -41,15 +42,35 @@ def absolute(path: str | Path) -> Path:
     return (project_root() / Path(path).expanduser()).resolve()
 
 
+def is_list(value: Any, item: type) -> bool:
+    return isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
+
+
 def check_settings(spec: Mapping[str, Any]) -> None:
+    """Every command-line key, before any run starts (which rows ``presets`` names: :func:`plan.select`)."""
     if spec["budget"] not in plan.BUDGETS or spec["budget"] not in spec["budgets"]:
         raise ConfigError(f"budget={spec['budget']!r} is not one of {list(plan.BUDGETS)}")
+    if spec["presets"] is not None and not is_list(spec["presets"], str):
+        raise ConfigError(f"presets={spec['presets']!r} must be a list of row names, e.g. presets=[horse_cnn] "
+                          "(presets=null for every row)")
+    seeds = spec["seeds"]
+    if seeds is not None and (not is_list(seeds, int) or not all(0 <= s <= MAX_SEED for s in seeds)):
+        raise ConfigError(f"seeds={seeds!r} must be a list of integers from 0 to {MAX_SEED}, e.g. seeds=[42,43] "
+                          "(seeds=null for each row's own)")
+    seed_value(spec["first_seed"], "first_seed")
+    flag(spec["run"], "run")
     for where, by_command in [("overrides", spec["overrides"])] + [
             (f"budgets.{b}.overrides", spec["budgets"][b]["overrides"]) for b in spec["budgets"]]:
         unknown = set(by_command or {}) - set(plan.PRESET_KEY)
         if unknown:
             raise ConfigError(f"{where} has {sorted(unknown)}: overrides are given per command, one of "
                               f"{sorted(plan.PRESET_KEY)} (e.g. overrides.train=[accelerator=cuda])")
+        for command, overrides in (by_command or {}).items():
+            if overrides is not None and not is_list(overrides, str):
+                raise ConfigError(f"{where}.{command}={overrides!r} must be a list of overrides, e.g. "
+                                  f"{where}.{command}=[accelerator=cuda]")
+    if absolute(spec["out"]).is_file():
+        raise ConfigError(f"out={spec['out']}: a file; point it at a folder (made when missing) for the run dirs")
     if spec["run"] and not absolute(spec["data_root"]).is_dir():
         raise ConfigError(f"data_root={spec['data_root']}: no such folder; point it at the folder holding MNIST/, "
                           "FashionMNIST/, cifar10-jpeg/ and fer2013/ (e.g. data_root=../shared/datasets), or pass "

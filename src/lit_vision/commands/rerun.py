@@ -18,7 +18,6 @@ seed a CPU rerun gives the same test metrics and predictions (``tests/test_rerun
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from lit_vision.commands.arguments import ArgumentParser
 from lit_vision.commands.runner import exit_on_user_error
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.runs.records import RunDir
@@ -115,7 +115,7 @@ def rerun_overrides(saved: list[str], extra: list[str], run_dir: Path) -> list[s
 
 
 def run(argv: Sequence[str]) -> Any:
-    parser = argparse.ArgumentParser(prog="python -m lit_vision.rerun", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m lit_vision.rerun", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a finished run dir (with .hydra/)")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides, applied after the saved ones")
     parser.add_argument("--allow-changed", action="store_true",

@@ -6,15 +6,17 @@ predicted class and the decision at the operating point's threshold, or that fil
 is served with onnxruntime only: ``pip install --no-deps .`` plus the ``serve`` extra's packages is a torch-free
 install (docs/deploy.md).
 Either backend is the run's evaluation path (test-time augmentation included, decisions at the stored operating
-point). A model that cannot be loaded is one ``error:`` line naming the file and the fix, exit code 1.
+point). A model that cannot be loaded is one ``error:`` line naming the file and the fix, exit code 1; a bad
+``--host`` or ``--port`` is one line naming it, exit code 2, before the model is loaded.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from lit_vision.commands.arguments import ArgumentParser, host, port
 
 #: the exit codes of docs/usage.md, without importing the Hydra runner (a torch-free serving install has no Hydra):
 #: 2 for a usage or config mistake (argparse's own errors too), 1 for anything else (a missing or damaged file)
@@ -34,12 +36,13 @@ def load_or_exit(spec: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m lit_vision.serve", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m lit_vision.serve", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", metavar="MODEL",
                     help="an exported .onnx (onnxruntime), or a training run dir / .ckpt / lit_vision.xgb run dir "
                          "(PyTorch)")
-    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    ap.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    ap.add_argument("--host", type=host, default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    ap.add_argument("--port", type=port, default=8000, help="port, 1 to 65535 (default 8000)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     model = load_or_exit(args.model)
 

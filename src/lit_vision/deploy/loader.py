@@ -11,13 +11,21 @@ from pathlib import Path
 from lit_vision.deploy.model import KINDS, DeployedModel, ModelLoadError, load_onnx
 
 
+def model_path(spec: str | Path, arg: str = "") -> Path:
+    """The path a model argument names, which must exist (checked before any model is loaded); ``arg`` as in
+    :func:`load_model`."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        where = f"{arg} {spec}" if arg else str(spec)
+        raise ModelLoadError(f"{where}: no such file or folder; pass {KINDS}")
+    return path
+
+
 def load_model(spec: str | Path, device: str = "cpu", batch_size: int = 256, arg: str = "") -> DeployedModel:
     """An exported ``.onnx`` (onnxruntime), or a run dir / ``.ckpt`` / XGBoost run dir (PyTorch). ``arg`` is the
     command's name for the argument (``--model``), which every message starts with."""
-    path = Path(spec).expanduser()
+    path = model_path(spec, arg)
     where = f"{arg} {spec}" if arg else str(spec)
-    if not path.exists():
-        raise ModelLoadError(f"{where}: no such file or folder; pass {KINDS}")
     if path.suffix == ".onnx":
         return load_onnx(path, where, batch_size)
     try:

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from lit_vision.errors import LitVisionError
+from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.runs.paths import timing_cells
 from lit_vision.runs.records import ERROR_FILE, HYDRA_DIR, METRICS_FILE, RunDir
 from lit_vision.runs.seeds import (
@@ -41,7 +41,7 @@ from lit_vision.runs.seeds import (
     stat_cell,
     write_seed_csv,
 )
-from lit_vision.runs.tables import markdown_rows, metric_cells
+from lit_vision.runs.tables import lookup, markdown_rows, metric_cells
 
 log = logging.getLogger(__name__)
 
@@ -220,12 +220,31 @@ def plot_summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], metric:
     return path
 
 
-def write_summary(sweep_dir: Path, metric: str, print_table: bool = True) -> dict[str, Any]:
-    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir``; return what was written."""
+def check_sweep(sweep_dir: Path, jobs: Sequence[Mapping[str, Any]], metric: str) -> None:
+    """The ``sweeps`` command's arguments, before anything is written: a folder with job folders (exit code 1 when
+    not: a wrong path) and a ``metric`` some finished job recorded (a :class:`ConfigError` naming those there are)."""
+    if not jobs:
+        hint = (" (it is a single run; compare runs with python -m lit_vision.compare)"
+                if (sweep_dir / HYDRA_DIR).is_dir() else "")
+        raise LitVisionError(f"{sweep_dir} holds no job folders (<n>/{HYDRA_DIR}/){hint}; pass a sweep dir, e.g. "
+                             "outputs/<task>/multiruns/<time>")
+    finished = [job["metrics"] for job in jobs if job["status"] == "ok"]
+    if finished and all(lookup(record, metric) is None for record in finished):
+        names = sorted(k for k, v in finished[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        raise ConfigError(f"metric={metric!r} is in no finished job's {METRICS_FILE} in {sweep_dir}; use one of "
+                          f"{', '.join(names)}")
+
+
+def write_summary(sweep_dir: Path, metric: str, print_table: bool = True, check: bool = False) -> dict[str, Any]:
+    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir``; return what was written. With
+    ``check`` (the ``sweeps`` command) the folder and metric are checked first (:func:`check_sweep`); the Hydra
+    callback writes what it can."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise LitVisionError(f"{sweep_dir} is not a directory; pass a sweep dir, e.g. outputs/<task>/multiruns/<time>")
     jobs = collect_jobs(sweep_dir)
+    if check:
+        check_sweep(sweep_dir, jobs, metric)
     header, rows = summary_rows(jobs, metric)
     keys = swept_keys(jobs)
     write_csv(sweep_dir / "summary.csv", header, rows)
