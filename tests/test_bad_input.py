@@ -230,13 +230,13 @@ def no_data_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datamodule.VisionDataModule, "setup", refuse)
 
 
-def refused_line(caplog: pytest.LogCaptureFixture, run_fn, cfg, check=None) -> str:
-    """Run one job through the shared runner; it must exit 2 with exactly one error line, which is returned."""
+def refused_line(caplog: pytest.LogCaptureFixture, run_fn, cfg, check=None, code: int = 2) -> str:
+    """Run one job through the shared runner; it must exit ``code`` with exactly one error line, which is returned."""
     from lit_vision.commands.runner import execute
 
     with pytest.raises(SystemExit) as exit_info:
         execute(run_fn, cfg, check)
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == code
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "\n" not in errors[0], errors
     return errors[0]
@@ -293,9 +293,6 @@ def refused_line(caplog: pytest.LogCaptureFixture, run_fn, cfg, check=None) -> s
     ("trainer.precision=foo", "trainer.precision='foo'"),
     ("trainer.devices=0", "trainer.devices=0"),
     ("trainer.devices=[-1]", "trainer.devices=[-1]"),
-    ("ckpt_path=/nonexistent.ckpt", "ckpt_path=/nonexistent.ckpt does not exist"),
-    ("ckpt_path=last", "ckpt_path=last but"),
-    ("resume=/nonexistent/run", "resume=/nonexistent/run: no such run directory"),
     ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1"),
     ("test=maybe", "test='maybe'"),
     ("report.misclassified=-1", "report.misclassified=-1"),
@@ -305,6 +302,17 @@ def test_train_mistakes_exit_2_naming_key_and_value_before_any_data_is_read(
         make_cfg, no_data_reads, caplog: pytest.LogCaptureFixture, override: str, named: str) -> None:
     cfg = make_cfg("data=digits", *override.split(" "), *FAST)
     assert named in refused_line(caplog, run, cfg, check_options)
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ("ckpt_path=/nonexistent.ckpt", "ckpt_path=/nonexistent.ckpt does not exist"),
+    ("ckpt_path=last", "ckpt_path=last but"),
+    ("resume=/nonexistent/run", "resume=/nonexistent/run: no such run directory"),
+])
+def test_a_checkpoint_or_run_dir_that_is_not_there_exits_1_before_any_data_is_read(
+        make_cfg, no_data_reads, caplog: pytest.LogCaptureFixture, override: str, named: str) -> None:
+    cfg = make_cfg("data=digits", override, *FAST)  # a missing file is exit 1, as everywhere (docs/usage.md)
+    assert named in refused_line(caplog, run, cfg, check_options, code=1)
 
 
 @pytest.mark.parametrize(("command", "override", "named"), [

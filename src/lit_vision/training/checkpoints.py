@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lit_vision.errors import ConfigError, LitVisionError
+from lit_vision.errors import LitVisionError
 from lit_vision.training import grouped_steps
 
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ class CheckpointError(LitVisionError):
     """A checkpoint is missing, damaged, or was written by another model or program."""
 
 
-class CheckpointNotFoundError(CheckpointError, ConfigError):
-    """``ckpt_path`` / ``resume`` name a file or run dir that is not there: a config mistake (exit 2)."""
+class CheckpointNotFoundError(CheckpointError):
+    """``ckpt_path`` / ``resume`` name a file or run dir that is not there (exit 1, as every missing file)."""
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
