@@ -78,12 +78,13 @@ SEARCHES = [("fashion_optuna", "fashion_cnn_final")] + [  # cnn_optuna: "for any
 
 @pytest.mark.parametrize("search,experiment", SEARCHES)
 def test_optuna_spaces_address_named_knobs(make_cfg, search, experiment):
-    """Every searched key exists in the composed config and names a knob, not a list position."""
-    from omegaconf import OmegaConf
+    """Every searched key exists in the composed config, names a knob, not a list position, and every value of the
+    space passes the training's own checks (lit_vision.tune's up-front check)."""
+    from lit_vision.commands.tune import check_options
 
-    cfg = make_cfg(f"experiment={experiment}", f"hparams_search={search}")
-    keys = list(cfg.hydra.sweeper.params)
+    cfg = make_cfg(f"experiment={experiment}", f"hparams_search={search}", config_name="tune")
+    keys = list(cfg.tune.space)
     assert keys
     for key in keys:
         assert not any(part.isdigit() for part in key.split(".")), key
-        assert OmegaConf.select(cfg, key, default="<absent>") != "<absent>", key
+    check_options(cfg)

@@ -183,17 +183,3 @@ def test_single_run_config_error_still_exits_2(tmp_path):
     assert proc.returncode == 2
     assert "model.optimizer.lr=-1" in proc.stderr + proc.stdout
     assert not (tmp_path / "run" / "error.json").exists()
-
-
-@pytest.mark.slow
-def test_optuna_sweep_two_trials(tmp_path):
-    sweep = tmp_path / "optuna"
-    proc = cli("-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = read_summary(sweep)
-    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
-    assert {"model.optimizer.lr", "model.net.head.dropout"} <= set(rows[0])
-    for row in rows:
-        assert 1e-4 <= float(row["model.optimizer.lr"]) <= 1e-1
-    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert best["best_value"] == pytest.approx(max(float(r["val/acc"]) for r in rows))

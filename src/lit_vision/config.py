@@ -47,6 +47,12 @@ def _check(cfg: DictConfig, key: str, check: Callable[[Any, str], Any]) -> None:
         check(value, key)
 
 
+def _check_trial(value: Any, key: str) -> None:
+    from lit_vision.tuning.pruning import check_trial  # optuna: only when a tune trial sets the key
+
+    check_trial(value)
+
+
 #: keys no component owns a check for, checked here; every other key is checked by the component that reads it
 #: (``data.*``: the data module, ``model.*``: the net, losses, optimizers, schedules, recipes — see
 #: :func:`_check_model`), called from :func:`validate_config`
@@ -56,7 +62,7 @@ OWN_CHECKS: tuple[tuple[str, Callable[[Any, str], Any]], ...] = (
     ("report.time_to", fraction_list),
     ("report.plots", flag), ("report.classification_report", flag), ("report.misclassified", non_negative_int),
     ("cpu_threads", positive_int_or_auto), ("steps_per_execution", positive_int), ("test", flag),
-    ("validate_best", flag), ("model.compile", flag))
+    ("validate_best", flag), ("model.compile", flag), ("trial", _check_trial))
 
 
 def validate_config(cfg: DictConfig) -> None:

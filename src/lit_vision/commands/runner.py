@@ -8,7 +8,7 @@ its metrics record. The runner gives them all the same behaviour:
   one message naming the culprit and the fix, with exit code 2 for config errors and 1 for the rest;
 * inside a multirun a failing job writes ``<job dir>/error.json`` and returns NaN, so the sweep goes on and its
   summary lists the failure;
-* the value of ``optimized_metric`` from the record is returned to sweepers (Optuna).
+* the value of ``optimized_metric`` from the record is returned to Hydra sweepers.
 """
 
 from __future__ import annotations

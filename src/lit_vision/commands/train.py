@@ -31,6 +31,7 @@ from lit_vision.training.callbacks import EpochTimer, RunDirCSVLogger
 from lit_vision.training.checkpoints import check_resume_checkpoint, resolve_ckpt_path, resume_run_dir
 from lit_vision.training.classifier import ImageClassifier
 from lit_vision.training.distributed import check_launch, evaluation_trainer, on_cpu, quiet_non_zero_ranks
+from lit_vision.tuning.pruning import TrialReporter
 
 log = logging.getLogger("lit_vision")
 
@@ -67,6 +68,8 @@ def fit(cfg: DictConfig, dm: VisionDataModule, out: Path) -> tuple[ImageClassifi
         RunDir(out).write_history()
     state = {"epochs_trained": trainer.current_epoch, "global_step": trainer.global_step,
              "resumed_from": ckpt_path, "world_size": trainer.world_size, "best_checkpoint": best_checkpoint(trainer)}
+    for reporter in (cb for cb in trainer.callbacks if isinstance(cb, TrialReporter)):
+        state |= reporter.record()  # a tune trial: its number, and the epoch it was pruned at
     return model, trainer, state
 
 

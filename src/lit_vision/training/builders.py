@@ -20,6 +20,7 @@ from lit_vision.training.classifier import ImageClassifier, num_outputs_for
 from lit_vision.training.distributed import device_overrides
 from lit_vision.training.lookahead import lookahead_from_config
 from lit_vision.training.requeue import DeferredRequeue
+from lit_vision.tuning.pruning import TrialReporter
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,8 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     quiet_known_noise()
     # DeferredRequeue: under SLURM, the requeue checkpoint at a batch boundary (training/requeue.py); else inert
     callbacks = instantiate_group(cfg.get("callbacks")) + weight_averaging(cfg) + [DeferredRequeue()]
+    if cfg.get("trial") is not None:  # a lit_vision.tune trial: report each epoch's metric, stop when pruned
+        callbacks.append(TrialReporter(OmegaConf.to_container(cfg.trial, resolve=True)))
     loggers = instantiate_group(cfg.get("logger"))
     for logger in mlflow_loggers(loggers):
         logger.attach_config(cfg)  # the resolved config becomes the MLflow run's parameters
