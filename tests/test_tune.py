@@ -109,7 +109,8 @@ def test_an_unreachable_storage_is_one_line_exit_1(make_cfg, caplog, tmp_path: P
 def test_a_study_made_for_another_direction_or_space_is_refused(tmp_path: Path) -> None:
     space = SearchSpace.parse({"model.optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}})
     tune_cfg = {"study": "s", "storage": f"sqlite:///{tmp_path}/o.db", "n_trials": 2, "workers": 1, "pruner": "none",
-                "sampler": "tpe", "direction": "maximize", "startup_trials": 1, "warmup_epochs": 0}
+                "sampler": "tpe", "direction": "maximize", "startup_trials": 1, "warmup_epochs": 0,
+                "stale_after_s": 120}
     open_study(TuneSettings.from_config(tune_cfg, tmp_path, "val/acc", 0), space)
     with pytest.raises(ConfigError, match="was created to maximize, this search asks to minimize"):
         open_study(TuneSettings.from_config({**tune_cfg, "direction": "minimize"}, tmp_path, "val/loss", 0), space)
@@ -146,7 +147,8 @@ def test_known_bad_trials_are_pruned_and_a_rerun_continues_the_study_with_two_wo
     # pruner has a reference, then bad ones, which are worse than that median at epoch 1
     settings = TuneSettings.from_config({"study": "known_bad", "storage": storage, "n_trials": 5, "workers": 1,
                                          "pruner": "median", "sampler": "tpe", "direction": "maximize",
-                                         "startup_trials": 2, "warmup_epochs": 1}, tune_dir, "val/acc", 42)
+                                         "startup_trials": 2, "warmup_epochs": 1, "stale_after_s": 120}, tune_dir,
+                                        "val/acc", 42)
     space = SearchSpace.parse(json.loads(json.dumps({"model.optimizer.lr": {"type": "categorical",
                                                                             "choices": [1e-9, 0.01]}})))
     study = open_study(settings, space)
@@ -176,3 +178,33 @@ def test_known_bad_trials_are_pruned_and_a_rerun_continues_the_study_with_two_wo
                                                                 for t in trials)
     assert sorted(p.name for p in (tune_dir / "trials").iterdir()) == [f"{n:03d}" for n in range(7)]
     assert "2 at a time" in res.stderr + res.stdout
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_rerun_completes_the_study(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "known_bad.yaml").write_text(SPACE)
+    tune_dir = tmp_path / "outputs" / "tune" / "known_bad"
+    cmd = tune_cmd(tmp_path, "tune.n_trials=3", "tune.pruner=none", "tune.stale_after_s=6")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (tune_dir / "trials" / "000" / ".hydra").is_dir():  # trial 0's training has started
+        assert time.monotonic() < deadline and proc.poll() is None, "trial 0 never started"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the worker and its trial, as a node failure or scancel would
+    proc.wait()
+    storage = f"sqlite:///{tune_dir / 'optuna.db'}"
+    assert [t.state for t in optuna.load_study(study_name="known_bad", storage=storage).trials] == \
+        [TrialState.RUNNING]
+    time.sleep(7)  # the killed trial's heartbeat goes stale
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = optuna.load_study(study_name="known_bad", storage=storage).trials
+    assert [(t.number, t.state) for t in trials] == [(0, TrialState.FAIL), (1, TrialState.COMPLETE),
+                                                     (2, TrialState.COMPLETE)]
+    assert "1 fail" in (tune_dir / "summary.md").read_text()

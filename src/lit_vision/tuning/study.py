@@ -33,8 +33,7 @@ log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "random")
 DIRECTIONS = ("maximize", "minimize")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-#: seconds between a running trial's heartbeats, and how long without one makes it stale
-HEARTBEAT_S, GRACE_S = 30, 120
+TAKEN = (*FINISHED, TrialState.RUNNING)
 SPACE_ATTR = "lit_vision_space"
 
 
@@ -59,6 +58,7 @@ class TuneSettings:
     direction: str
     startup_trials: int
     warmup_epochs: int
+    stale_after_s: int
     seed: int
     metric: str
 
@@ -83,7 +83,8 @@ class TuneSettings:
         return cls(study=study, storage=str(storage), n_trials=positive("n_trials"), workers=positive("workers"),
                    pruner=one_of("pruner", PRUNERS), sampler=one_of("sampler", SAMPLERS),
                    direction=one_of("direction", DIRECTIONS), startup_trials=positive("startup_trials", 0),
-                   warmup_epochs=positive("warmup_epochs", 0), seed=seed, metric=metric)
+                   warmup_epochs=positive("warmup_epochs", 0), stale_after_s=positive("stale_after_s", 4),
+                   seed=seed, metric=metric)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         return make_pruner(self.pruner, self.startup_trials, self.warmup_epochs)
@@ -94,8 +95,10 @@ class TuneSettings:
         return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=max(1, self.startup_trials))
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage with heartbeats; an unreachable URL is one line naming it (exit 1), not a hang."""
+def open_storage(url: str, stale_after_s: int = 120) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats (a running trial's every ``stale_after_s / 4`` s; a trial without one for
+    ``stale_after_s`` is failed by the next worker to start a trial); an unreachable URL is one line naming it
+    (exit 1), not a hang."""
     engine_kwargs: dict[str, Any] = {}
     if not url.startswith("sqlite"):
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
@@ -107,8 +110,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                              heartbeat_interval=max(1, stale_after_s // 4), grace_period=stale_after_s)
     except Exception as exc:  # SQLAlchemy: driver missing, server down, bad credentials, bad URL
         raise StorageError(f"tune.storage={url} cannot be opened ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0][:300]}); check the URL, that the server runs and that its "
@@ -118,7 +121,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 def open_study(settings: TuneSettings, space: SearchSpace, create: bool = True) -> optuna.Study:
     """The named study in the storage, created on first use; refused when it was made with another direction or
     search space (its trials would not be comparable)."""
-    storage = open_storage(settings.storage)
+    storage = open_storage(settings.storage, settings.stale_after_s)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # lit_vision logs each trial itself
     try:
         study = optuna.create_study(study_name=settings.study, storage=storage, load_if_exists=create,
@@ -146,6 +149,13 @@ def open_study(settings: TuneSettings, space: SearchSpace, create: bool = True) 
 
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def taken_trials(study: optuna.Study) -> int:
+    """Finished trials and the ones running now (in this or another worker); a trial whose worker was killed is
+    failed first, once its heartbeat is stale."""
+    optuna.storages.fail_stale_trials(study)
+    return len(study.get_trials(deepcopy=False, states=TAKEN))
 
 
 def override_value(value: Any) -> str:
@@ -215,16 +225,18 @@ def _last_error(output: str) -> str:
 
 
 def run_study(study: optuna.Study, runner: TrialRunner) -> None:
-    """Run trials until the study holds ``n_trials`` finished ones; ``workers`` trials at once."""
-    remaining = runner.settings.n_trials - finished_trials(study)
+    """Run trials until the study holds ``n_trials`` finished (or running) ones; ``workers`` trials at once. Other
+    workers on the same study stop together: each trial's end checks the study's total."""
+    n_trials = runner.settings.n_trials
+    remaining = n_trials - taken_trials(study)
     if remaining <= 0:
-        log.info("study %s already has %d finished trials (tune.n_trials=%d): nothing to run", study.study_name,
-                 finished_trials(study), runner.settings.n_trials)
+        log.info("study %s already has %d finished or running trials (tune.n_trials=%d): nothing to run",
+                 study.study_name, taken_trials(study), n_trials)
         return
     log.info("study %s: %d trial(s) to run, %d at a time", study.study_name, remaining, runner.settings.workers)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(runner, n_trials=remaining, n_jobs=runner.settings.workers, catch=(TrialFailed,),
-                   gc_after_trial=False)
+                   callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=TAKEN)], gc_after_trial=False)
 
 
 def trial_overview(study: optuna.Study) -> list[dict[str, Any]]:
