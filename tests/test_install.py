@@ -99,7 +99,7 @@ def test_wheel_ships_config_and_trains_from_another_directory(tmp_path: Path) ->
     help_text = _run([str(script), "--help"], timeout=120, cwd=elsewhere, env=env).stdout
     assert "data:" in help_text and "model:" in help_text, help_text[-2000:]
     for name in ("evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export-backbone",
-                 "rerun", "reproduce"):
+                 "rerun", "reproduce", "tune"):
         assert (site / "bin" / f"lit-vision-{name}").is_file(), name
     listing = _run([str(site / "bin" / "lit-vision"), "--help"], timeout=60, cwd=elsewhere, env=env).stdout
     assert all(f"  {name} " in listing for name in ("train", "serve", "export_backbone", "rerun")), listing
@@ -160,3 +160,24 @@ def test_an_onnx_export_is_served_from_a_torch_free_install(tmp_path: Path, onnx
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
     assert "serving pets (onnxruntime" in output, output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_package_installs_beside_current_optuna_without_a_downgrade(tmp_path: Path) -> None:
+    """Resolving the wheel's dependencies together with ``optuna>=5`` in a fresh venv (pip's resolver, a dry run)
+    succeeds and picks Optuna 5: nothing of lit_vision pins an older one."""
+    wheel = build_wheel(tmp_path)
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)], timeout=120)
+    report = tmp_path / "report.json"
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "-q", "--report",
+                           str(report), str(wheel), "optuna>=5"], capture_output=True, text=True, timeout=540)
+    if proc.returncode != 0 and any(word in proc.stderr for word in OFFLINE):
+        pytest.skip(f"the package index cannot be reached: {proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    chosen = {item["metadata"]["name"].lower(): item["metadata"]["version"]
+              for item in json.loads(report.read_text())["install"]}
+    assert int(chosen["optuna"].split(".")[0]) >= 5, chosen
+    assert {"lit-vision", "torch", "lightning", "hydra-core"} <= {name.replace("_", "-") for name in chosen}, chosen
+    assert "hydra-optuna-sweeper" not in chosen
