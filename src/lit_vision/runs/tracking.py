@@ -26,6 +26,7 @@ import json
 import logging
 import re
 import traceback
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,8 @@ from lit_vision.runs.seeds import flatten
 log = logging.getLogger("lit_vision")
 
 RUN_FILE = MLFLOW_FILE
+#: seconds a tracking server has to answer its /health before a run goes on without it
+SERVER_TIMEOUT_S = 5.0
 PARENT_FILE = "mlflow_parent.json"
 #: MLflow's limits (mlflow.utils.validation): parameter values, tag values, keys, entries per log_batch call
 MAX_PARAM_VALUE, MAX_TAG_VALUE, MAX_KEY, BATCH = 6000, 8000, 250, 100
@@ -145,18 +148,24 @@ class MLflowRunLogger(MLFlowLogger):
     def __init__(self, **kwargs: Any) -> None:
         require_mlflow()
         super().__init__(**kwargs)
+        self.server = str(kwargs.get("tracking_uri") or "")
         self._cfg: DictConfig | None = None
         self._run_dir: Path | None = None
+        self._group: Path | None = None
+        self._group_kind = "sweep"
 
     def attach_config(self, cfg: DictConfig) -> None:
         """Log ``cfg`` as the run's parameters; continue the run in ``<run dir>/mlflow.json`` on ``resume=``."""
         self._cfg = cfg
         self._run_dir = Path(cfg.paths.output_dir)
+        # the runs that share a parent: a multirun's jobs, or a lit_vision.tune study's trials (<tune dir>/trials/<n>)
+        self._group = sweep_dir() or (self._run_dir.parent.parent if cfg.get("trial") else None)
+        self._group_kind = "study" if cfg.get("trial") else "sweep"
         self.tags = {**run_tags(cfg), **(self.tags or {})}
         if self._run_name is None:
             self._run_name = default_run_name(self._run_dir)
         previous = read_json(self._run_dir / RUN_FILE)
-        if cfg.get("resume") and previous.get("tracking_uri") == self._tracking_uri:
+        if cfg.get("resume") and previous.get("tracking_uri") == self.server:
             self._run_id = previous.get("run_id")
 
     @property
@@ -167,10 +176,10 @@ class MLflowRunLogger(MLFlowLogger):
         resumed = self._run_id is not None
         if not resumed:
             self._experiment_id = experiment_id(self._mlflow_client, self._experiment_name, self._artifact_location)
-            parent = sweep_dir()
+            parent = self._group
             if parent is not None:
-                self.tags = {**(self.tags or {}), PARENT_RUN_ID: parent_run(self._mlflow_client,
-                                                                             self._experiment_id, parent)}
+                self.tags = {**(self.tags or {}), PARENT_RUN_ID: parent_run(
+                    self._mlflow_client, self._experiment_id, parent, self._group_kind)}
         client = MLFlowLogger.experiment.fget(self)  # Lightning creates (or finds) the run
         if self._cfg is not None:
             write_run_file(self._run_dir, self._tracking_uri, self._experiment_id, self._run_id)
@@ -221,14 +230,15 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def parent_run(client: Any, experiment: str, sweep: Path) -> str:
-    """The sweep's parent run id: from ``<sweep>/mlflow_parent.json``, or a new run named after the sweep dir."""
+def parent_run(client: Any, experiment: str, sweep: Path, kind: str = "sweep") -> str:
+    """The sweep's (or study's) parent run id: from ``<sweep>/mlflow_parent.json``, or a new run named
+    ``<kind> <sweep dir name>``."""
     with locked(sweep / (PARENT_FILE + ".lock")):
         known = read_json(sweep / PARENT_FILE)
         if known.get("tracking_uri") == client.tracking_uri and known.get("experiment_id") == experiment:
             client.update_run(known["run_id"], status="RUNNING")
             return known["run_id"]
-        run = client.create_run(experiment, run_name=f"sweep {sweep.name}",
+        run = client.create_run(experiment, run_name=f"{kind} {sweep.name}",
                                 tags={SWEEP_DIR_TAG: str(sweep)})
         write_json(sweep / PARENT_FILE, {"tracking_uri": client.tracking_uri, "experiment_id": experiment,
                                           "run_id": run.info.run_id})
@@ -277,6 +287,32 @@ def mlflow_loggers(loggers: list[Any]) -> list[MLflowRunLogger]:
     return [lg for lg in loggers if isinstance(lg, MLflowRunLogger)]
 
 
+def server_problem(tracking_uri: str, timeout_s: float = SERVER_TIMEOUT_S) -> str | None:
+    """Why an ``http(s)://`` tracking server cannot be used now (its ``/health`` does not answer OK within
+    ``timeout_s``); None when it can, or when the URI is not a server. MLflow's own client would retry for minutes."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+            return None if response.status == 200 else f"/health answered {response.status}"
+    except (OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
+def reachable(loggers: list[Any]) -> list[Any]:
+    """``loggers`` without the MLflow loggers whose server does not answer: such a run goes on with one warning,
+    its run dir and CSV log written as always."""
+    kept = []
+    for logger in loggers:
+        problem = server_problem(logger.server) if isinstance(logger, MLflowRunLogger) else None
+        if problem is None:
+            kept.append(logger)
+        else:
+            log.warning("MLflow tracking server %s does not answer (%s): this run is not tracked there; its run dir "
+                        "and CSV log are written as usual", logger.server, problem)
+    return kept
+
+
 def log_run_report(trainer: Any, run_dir: Path, record: Mapping[str, Any]) -> None:
     """After ``metrics.json`` and the plots are written: log them to every MLflow run of ``trainer``."""
     for logger in mlflow_loggers(trainer.loggers):
@@ -306,9 +342,11 @@ def _record_failure(entry: DictConfig, cfg: DictConfig, exc: BaseException) -> N
     from hydra.utils import instantiate
 
     logger: MLflowRunLogger = instantiate(entry)
+    if server_problem(logger.server) is not None:
+        return  # reported when the run started (reachable)
     logger.attach_config(cfg)
     known = read_json(Path(cfg.paths.output_dir) / RUN_FILE)
-    if known.get("tracking_uri") == logger._tracking_uri and known.get("run_id"):
+    if known.get("tracking_uri") == logger.server and known.get("run_id"):
         logger._run_id = known["run_id"]  # the run the trainer made
     client, run_id = logger.experiment, logger.run_id
     client.set_tag(run_id, ERROR_TAG, f"{type(exc).__name__}: {exc}"[:MAX_TAG_VALUE])

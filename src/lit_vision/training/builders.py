@@ -14,7 +14,7 @@ from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
 from lit_vision.models.registry import canonical_spec, net_class
 from lit_vision.models.whitening import unfitted_stems
-from lit_vision.runs.tracking import mlflow_loggers
+from lit_vision.runs.tracking import mlflow_loggers, reachable
 from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
 from lit_vision.training.distributed import device_overrides
@@ -136,7 +136,7 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     callbacks = instantiate_group(cfg.get("callbacks")) + weight_averaging(cfg) + [DeferredRequeue()]
     if cfg.get("trial") is not None:  # a lit_vision.tune trial: report each epoch's metric, stop when pruned
         callbacks.append(TrialReporter(OmegaConf.to_container(cfg.trial, resolve=True)))
-    loggers = instantiate_group(cfg.get("logger"))
+    loggers = reachable(instantiate_group(cfg.get("logger")))  # an MLflow server that is down: one warning
     for logger in mlflow_loggers(loggers):
         logger.attach_config(cfg)  # the resolved config becomes the MLflow run's parameters
     if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
