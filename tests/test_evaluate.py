@@ -30,7 +30,7 @@ def test_evaluate_matches_the_training_run(make_cfg, tmp_path, cifar_folders):
                                        tmp_path / "eval_tta", "evaluate"))
     assert with_tta["tta"] == {"hflip": True, "translate": 1}
     assert with_tta["test/loss"] != pytest.approx(record["test/loss"], abs=1e-6)  # other logits: the views reached it
-    with pytest.raises(ConfigError, match="model.tta.translate"):
+    with pytest.raises(ConfigError, match="^tta.translate=-1"):
         evaluate(compose_config([f"ckpt_path={record['best_checkpoint']}", "accelerator=cpu", "tta={translate: -1}"],
                                 tmp_path / "eval_bad", "evaluate"))
 

@@ -168,3 +168,37 @@ def test_a_failing_job_is_recorded_and_the_others_finish(slurm: dict[str, str], 
     assert "model.optimizer.lr" in error["message"]
     summary = (sweep / "summary.md").read_text()
     assert "failed" in summary.lower() and "model.optimizer.lr" in error["message"]
+
+
+def test_a_study_shared_by_two_slurm_workers_on_mariadb_runs_each_trial_once(slurm: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    """``tune.workers=2 hydra/launcher=slurm``: two SLURM jobs share one study in the cluster's MariaDB; both run
+    trials, every trial runs once, and a trial that fails (a NaN loss) is recorded with its error while the search
+    goes on."""
+    import optuna
+
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "cluster.yaml").write_text(
+        "# @package _global_\ntune:\n  study: cluster_" + tmp_path.name.replace("-", "_") + "\n  space:\n"
+        "    model.optimizer.lr: {type: categorical, choices: [0.001, 0.003, 1.0e+30]}\n")
+    storage = f"mysql+pymysql://optuna:optuna@127.0.0.1:{os.environ.get('LIT_VISION_SLURM_DB_PORT', '3307')}/optuna"
+    cmd = [sys.executable, "-m", "lit_vision.tune", "hparams_search=cluster", f"hydra.searchpath=[file://{tmp_path}/conf]",
+           "tune.workers=2", "tune.n_trials=6", "tune.sampler=random", "tune.pruner=none", f"tune.storage={storage}",
+           "hydra/launcher=slurm", "hydra.launcher.partition=cpu", "hydra.launcher.gpus_per_node=0",
+           "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", f"paths.log_dir={tmp_path / 'outputs'}",
+           f"paths.cache_dir={tmp_path / 'cache'}", "model=dense", "trainer.max_epochs=2", "report.plots=false",
+           "accelerator=cpu", "cpu_threads=1", "~callbacks.progress_bar", "~callbacks.model_summary"]
+    res = subprocess.run(cmd, cwd=REPO, env=slurm, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    study = optuna.load_study(study_name="cluster_" + tmp_path.name.replace("-", "_"), storage=storage)
+    trials = study.trials
+    assert sorted(t.number for t in trials) == list(range(len(trials))) and 6 <= len(trials) <= 7
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both SLURM jobs ran trials
+    assert {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL}
+    for t in trials:  # a diverging lr fails its trial, with the training's error; the others complete
+        failed = t.params["model.optimizer.lr"] > 1
+        assert (t.state == optuna.trial.TrialState.FAIL) == failed, (t.params, t.state, t.user_attrs)
+        if failed:
+            assert "loss became" in t.user_attrs["error"]
+    tune_dir = tmp_path / "outputs" / "tune" / study.study_name
+    assert "complete" in (tune_dir / "summary.md").read_text()

@@ -9,7 +9,8 @@
 #
 # Debian's slurm-wlm 22.05 + munge, with job accounting in slurmdbd backed by a private MariaDB, so `sacct`
 # answers (submitit polls it; without accounting it prints "Bypassing sacct error" on every poll). One node with
-# this machine's CPUs and memory, one partition `cpu`. Every file lives under the state dir
+# this machine's CPUs and memory, one partition `cpu`; the same MariaDB also holds database `optuna` (user and
+# password optuna) for lit_vision.tune studies shared by SLURM workers. Every file lives under the state dir
 # (LIT_VISION_SLURM_DIR, default /tmp/lit-vision-slurm): configs, logs, spool, the database;
 # nothing is written to /etc (munged, if not running already, uses
 # its default socket under /run/munge). Clients find the cluster through SLURM_CONF. Needs root (the daemons run as root,
@@ -129,7 +130,10 @@ start_db() {
     CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
     CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm';
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
-    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
+    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
+    CREATE DATABASE IF NOT EXISTS optuna;
+    CREATE USER IF NOT EXISTS 'optuna'@'127.0.0.1' IDENTIFIED BY 'optuna';
+    GRANT ALL ON optuna.* TO 'optuna'@'127.0.0.1';"
 }
 
 start() {

@@ -6,6 +6,8 @@ Examples::
     python -m lit_vision.tune experiment=fashion_cnn_final hparams_search=fashion_optuna tune.n_trials=40 \\
         tune.workers=2 tune.storage=sqlite:///outputs/optuna.db tune.study=fashion_lr data.root=../shared/datasets
     python -m lit_vision.tune hparams_search=cnn_optuna tune.report_only=true            # the summary again
+    python -m lit_vision.tune hparams_search=cnn_optuna tune.workers=4 hydra/launcher=slurm \
+        hydra.launcher.partition=gpu tune.storage=postgresql://user:pw@dbhost/optuna    # 4 SLURM worker jobs
 
 Every override that is not ``tune.*`` / ``hparams_search`` goes to each trial's training run unchanged. Rerunning
 the same command continues the study up to ``tune.n_trials``; the summary (``summary.md``, ``trials.csv``,
@@ -25,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_vision.commands.runner import hydra_command
 from lit_vision.config import validate_config
 from lit_vision.errors import ConfigError
+from lit_vision.tuning.cluster import check_cluster_storage, submit_workers, wait_for
 from lit_vision.tuning.report import write_report
 from lit_vision.tuning.space import SearchSpace
 from lit_vision.tuning.study import TrialRunner, TuneSettings, open_study, run_study
@@ -44,7 +47,9 @@ def settings_of(cfg: DictConfig) -> tuple[TuneSettings, SearchSpace]:
 def check_options(cfg: DictConfig) -> None:
     """``tune.*`` and the search space, before any trial: every tuned key is a key of the training config, and the
     training config with each key at its extremes (every choice) passes the training's own checks."""
-    _, space = settings_of(cfg)
+    settings, space = settings_of(cfg)
+    if slurm_launcher() is not None:
+        check_cluster_storage(settings.storage)
     if cfg.get("trial") is not None:
         raise ConfigError("trial= is set by lit_vision.tune for its trials; leave it out")
     for param in space.params:
@@ -73,16 +78,31 @@ def trial_threads(cfg: DictConfig, workers: int, overrides: list[str]) -> int | 
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+def slurm_launcher() -> dict[str, Any] | None:
+    """The SLURM launcher's settings when the command line picks ``hydra/launcher=slurm`` (else None)."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if "slurm" not in str(hydra_cfg.runtime.choices.get("hydra/launcher", "")):
+        return None
+    return OmegaConf.to_container(hydra_cfg.launcher, resolve=True)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     tune_dir = Path(cfg.paths.output_dir)
     settings, space = settings_of(cfg)
+    launcher = slurm_launcher()
     if cfg.tune.report_only:
         study = open_study(settings, space, create=False)
     else:
         study = open_study(settings, space)
         overrides = train_overrides()
-        run_study(study, TrialRunner(settings, space, tune_dir, overrides,
-                                     trial_threads(cfg, settings.workers, overrides)))
+        if launcher is None:  # local workers: processes of this machine, its cores split between them
+            run_study(study, TrialRunner(settings, space, tune_dir, overrides,
+                                         trial_threads(cfg, settings.workers, overrides)))
+        else:  # SLURM workers: each job one trial at a time on its own cores
+            wait_for(submit_workers(TrialRunner(settings, space, tune_dir, overrides, None), launcher,
+                                    settings.workers))
     summary = write_report(study, tune_dir, settings.metric, plots=bool(cfg.report.plots))
     log.info("study %s (%s): summary in %s", settings.study, settings.storage, summary)
     try:

@@ -51,10 +51,10 @@ def write_report(study: optuna.Study, tune_dir: Path, metric: str, plots: bool =
     keys = sorted({k for r in rows for k in r["params"]})
     with (tune_dir / "trials.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial", "state", metric, *keys, "minutes", "last_epoch", "run_dir", "error"])
+        writer.writerow(["trial", "state", metric, *keys, "minutes", "last_epoch", "run_dir", "worker", "error"])
         for r in rows:
             writer.writerow([r["trial"], r["state"], r["value"], *(r["params"].get(k) for k in keys), r["minutes"],
-                             r["last_epoch"], r["run_dir"], r["error"]])
+                             r["last_epoch"], r["run_dir"], r["worker"], r["error"]])
     lines = [f"# Study `{study.study_name}` ({study.direction.name.lower()} {metric})", ""]
     states = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
     minutes = sum(r["minutes"] or 0 for r in rows)

@@ -181,6 +181,7 @@ class TrialRunner:
     tune_dir: Path
     base_overrides: list[str]
     cpu_threads: int | None
+    worker: str = ""  # the SLURM job running these trials, when workers are SLURM jobs
 
     def trial_dir(self, number: int) -> Path:
         return self.tune_dir / "trials" / f"{number:03d}"
@@ -199,6 +200,8 @@ class TrialRunner:
         params = self.space.suggest(trial)
         run_dir = self.trial_dir(trial.number)
         trial.set_user_attr("run_dir", str(run_dir))
+        if self.worker:
+            trial.set_user_attr("worker", self.worker)
         log.info("trial %d: %s", trial.number, ", ".join(f"{k}={v}" for k, v in params.items()))
         started = time.monotonic()
         proc = subprocess.run(self.command(trial, params), capture_output=True, text=True,
@@ -219,12 +222,15 @@ class TrialRunner:
 
 
 def _last_error(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
+    """The training's error line (lit_vision's one-line errors are logged as ``[time][logger][ERROR] - message``),
+    else the last line that mentions an error, else the last line."""
+    lines = [line.strip() for line in re.split(r"[\r\n]+", output) if line.strip()]  # \r: progress bar redraws
+    logged = [line.split("[ERROR] - ", 1)[1] for line in lines if "[ERROR] - " in line]
+    errors = logged or [line for line in lines if "error" in line.lower()]
     return (errors or lines or ["no output"])[-1][:500]
 
 
-def run_study(study: optuna.Study, runner: TrialRunner) -> None:
+def run_study(study: optuna.Study, runner: TrialRunner, n_jobs: int | None = None) -> None:
     """Run trials until the study holds ``n_trials`` finished (or running) ones; ``workers`` trials at once. Other
     workers on the same study stop together: each trial's end checks the study's total."""
     n_trials = runner.settings.n_trials
@@ -233,9 +239,10 @@ def run_study(study: optuna.Study, runner: TrialRunner) -> None:
         log.info("study %s already has %d finished or running trials (tune.n_trials=%d): nothing to run",
                  study.study_name, taken_trials(study), n_trials)
         return
-    log.info("study %s: %d trial(s) to run, %d at a time", study.study_name, remaining, runner.settings.workers)
+    n_jobs = n_jobs or runner.settings.workers
+    log.info("study %s: %d trial(s) to run, %d at a time", study.study_name, remaining, n_jobs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(runner, n_trials=remaining, n_jobs=runner.settings.workers, catch=(TrialFailed,),
+    study.optimize(runner, n_trials=remaining, n_jobs=n_jobs, catch=(TrialFailed,),
                    callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=TAKEN)], gc_after_trial=False)
 
 
@@ -246,6 +253,7 @@ def trial_overview(study: optuna.Study) -> list[dict[str, Any]]:
         rows.append({"trial": t.number, "state": t.state.name, "value": t.value,
                      "params": dict(t.params), "minutes": t.user_attrs.get("minutes"),
                      "run_dir": t.user_attrs.get("run_dir"), "error": t.user_attrs.get("error"),
+                     "worker": t.user_attrs.get("worker", ""),
                      "last_epoch": max(t.intermediate_values) if t.intermediate_values else None})
     return rows
 
