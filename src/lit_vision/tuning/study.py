@@ -154,7 +154,9 @@ def finished_trials(study: optuna.Study) -> int:
 def taken_trials(study: optuna.Study) -> int:
     """Finished trials and the ones running now (in this or another worker); a trial whose worker was killed is
     failed first, once its heartbeat is stale."""
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since Optuna 2.9
+        optuna.storages.fail_stale_trials(study)
     return len(study.get_trials(deepcopy=False, states=TAKEN))
 
 
