@@ -71,7 +71,8 @@ def test_early_stopping_is_off_by_absence_not_by_patience(make_cfg, experiment):
         assert len(stoppers) == 1 and stoppers[0].patience < cfg.trainer.max_epochs
 
 
-SEARCHES = [("fashion_optuna", "fashion_cnn_final"), ("fashion_lr_dropout_batch", "fashion_cnn")] + [  # cnn_optuna: "for any ConvNet preset"
+# cnn_optuna: "for any ConvNet preset"
+SEARCHES = [("fashion_optuna", "fashion_cnn_final"), ("fashion_lr_dropout_batch", "fashion_cnn")] + [
     ("cnn_optuna", e) for e in EXPERIMENTS
     if not e.startswith(("fashion_dense", "mnist_dense", "fer_vgg", "fer_backbone"))]
 
