@@ -19,6 +19,7 @@ from lit_vision.data.arrays import ImageArrays, SourceSplits
 from lit_vision.data.augment import AugmentConfig, augment_batch, to_float, trivial_augment
 from lit_vision.data.device_batches import DeviceBatches, fits_on
 from lit_vision.data.epoch_order import EpochOrder, ResumableDataLoader
+from lit_vision.data.loader_state import TrainLoaderPosition
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights
 from lit_vision.data.sources import check_channels, get_loader, load_source, loader_parameters, parse_image_size
 from lit_vision.data.split import stratified_split
@@ -58,7 +59,7 @@ def keep_batch(batch: Any) -> Any:
 _REFUSED_UNLESS_UNSET: dict[str, Any] = {"root": None, "download": False, "image_size": None, "skip_corrupt": False}
 
 
-class VisionDataModule(L.LightningDataModule):
+class VisionDataModule(TrainLoaderPosition, L.LightningDataModule):
     """Loads a source, maps its labels, splits validation from train and serves uint8 batches.
 
     Batches are converted to float in [0, 1] and augmented on the device the model is on
@@ -307,7 +308,7 @@ class VisionDataModule(L.LightningDataModule):
         self.batches_per_step = positive_int(steps, "steps_per_execution")
 
     def train_dataloader(self) -> ResumableDataLoader | DeviceBatches:
-        return self._loader(self.train_set, True, self.batch_size * self.batches_per_step)
+        return self.track_train_loader(self._loader(self.train_set, True, self.batch_size * self.batches_per_step))
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.val_set, False, self.eval_batch_size)
