@@ -79,6 +79,15 @@ def _build_lock(stem: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _stem(cache_dir: str | Path, name: str, key_parts: dict) -> Path:
+    return Path(cache_dir) / f"{name}-{cache_key(key_parts)}"
+
+
+def cache_exists(cache_dir: str | Path | None, name: str, key_parts: dict) -> bool:
+    """Whether :func:`cached` would find a complete cache for ``key_parts`` (its metadata file, written last)."""
+    return cache_dir is not None and _file(_stem(cache_dir, name, key_parts), ".meta.json").exists()
+
+
 def cached(cache_dir: str | Path | None, name: str, key_parts: dict,
            build: Callable[[], ImageArrays]) -> ImageArrays:
     """Return the cached arrays for ``key_parts`` or build, save and memory-map them.
@@ -87,7 +96,7 @@ def cached(cache_dir: str | Path | None, name: str, key_parts: dict,
     cache the first one wrote instead of building it a second time."""
     if cache_dir is None:
         return build()
-    stem = Path(cache_dir) / f"{name}-{cache_key(key_parts)}"
+    stem = _stem(cache_dir, name, key_parts)
     hit = load_arrays(stem)
     if hit is not None:
         return hit

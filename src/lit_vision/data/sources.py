@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from lit_vision.data.arrays import ImageArrays, SourceSplits
-from lit_vision.data.cache import cached
+from lit_vision.data.budget import check_cache_budget
+from lit_vision.data.cache import cache_exists, cached
 from lit_vision.data.image_folder import (
     decode_files,
     fingerprint,
@@ -207,7 +208,10 @@ def _cached_folder(root: Path, channels: int, size: tuple[int, int] | None, cach
     paths, labels = list_files(root, names)
     key = {"kind": "folder", "root": str(root.resolve()), "channels": channels, "size": size,
            "classes": names, "files": fingerprint(paths), "skip_corrupt": skip_corrupt}
-    return cached(cache_dir, f"{root.name}-{label or 'folder'}", key,
+    name = f"{root.name}-{label or 'folder'}"
+    if not cache_exists(cache_dir, name, key):  # a cache hit costs nothing more
+        check_cache_budget(root, len(paths), channels, size, cache_dir, paths[0] if paths else None)
+    return cached(cache_dir, name, key,
                   lambda: decode_files(paths, labels, names, channels, size, skip_corrupt,
                                        f"decoding {root} (once; cached)"))
 
