@@ -153,6 +153,47 @@ def test_startup_times_both_layouts(cifar_folders: Path, tmp_path: Path) -> None
     assert "median s" in output and all(name in output for name in results)
 
 
+# --- the data generators ------------------------------------------------------------------------------------------
+def test_make_photos_writes_every_format_and_resumes(tmp_path: Path) -> None:
+    """make_photos.py --smoke from a 2-class x 3-JPEG source: train/ and test/ class folders, every file a readable
+    image of its suffix's format, at least one HEIC, PNG and EXIF-rotated JPEG (exif_transpose turns 6 and 8 upright:
+    width and height swapped); a second run writes nothing."""
+    from collections import Counter
+
+    from PIL import Image, ImageOps
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    source = tmp_path / "source"
+    for c, name in enumerate(("cats", "dogs")):
+        (source / "train" / name).mkdir(parents=True)
+        for k in range(3):
+            Image.new("RGB", (32, 32), (80 * k, 200 * c, 90)).save(source / "train" / name / f"{k}.jpg")
+    out = tmp_path / "photos"
+    cmd = [sys.executable, BENCH / "make_photos.py", out, "--smoke", "--source", source, "--workers", "2"]
+    output = run(cmd, timeout=120)
+    assert "24 photos (24 written, 0 already there)" in output, output
+    assert all((out / split / name).is_dir() for split in ("train", "test") for name in ("cats", "dogs"))
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert len(files) == 24 and not [p for p in files if p.name.startswith(".")], files
+    formats, orientations = Counter(), Counter()
+    for path in files:
+        with Image.open(path) as img:
+            assert img.format == {".jpg": "JPEG", ".png": "PNG", ".heic": "HEIF"}[path.suffix], path
+            formats[img.format] += 1
+            orientation = img.getexif().get(0x0112, 1)
+            orientations[orientation] += 1
+            upright = ImageOps.exif_transpose(img)
+            assert upright.size == (img.size[::-1] if orientation in (6, 8) else img.size), (path, orientation)
+            assert img.size[0] != img.size[1]
+    assert formats["HEIF"] >= 1 and formats["PNG"] >= 1 and formats["JPEG"] >= 3, formats
+    assert all(orientations[o] >= 1 for o in (3, 6, 8)), orientations
+    written = {p: p.stat().st_mtime_ns for p in files}
+    again = run(cmd, timeout=120)
+    assert "24 photos (0 written, 24 already there)" in again, again
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == written
+
+
 # --- the Keras column: a separate TensorFlow environment -----------------------------------------------------------
 def keras_python() -> Path:
     if not KERAS_PYTHON.is_file():
