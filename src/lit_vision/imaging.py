@@ -1,6 +1,8 @@
 """Decode one image exactly as training does — numpy and PIL only, so a torch-free server can import it.
 
-Training (folder sources), prediction and the HTTP service all decode through :func:`decode_image`.
+Training (folder sources), prediction and the HTTP service all decode through :func:`decode_image`; ``prepare``
+reads photos for streaming shards through :func:`open_upright` too. Phone photos are readable everywhere: Pillow
+reads AVIF itself, and pillow-heif (registered on import) adds HEIC/HEIF.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import ExifTags, Image, ImageOps
+
+pillow_heif.register_heif_opener()
 
 #: Decompression-bomb guard: larger images are refused before they are decoded.
 MAX_IMAGE_PIXELS = 50_000_000
@@ -25,24 +30,45 @@ def upright(img: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
 
 
-def decode_image(source: Path | bytes, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """Decode a file (path) or its bytes to uint8 ``(C, H, W)``, upright (EXIF orientation applied), converted to
-    ``channels`` (any PIL mode: RGBA, palette, 16-bit, CMYK, grayscale) and resized to ``size`` with
-    :data:`RESAMPLE`; raises ``ValueError``/``OSError`` with a readable reason on any failure."""
-    empty = len(source) == 0 if isinstance(source, (bytes, bytearray)) else Path(source).stat().st_size == 0
-    if empty:
+def _is_empty(source: Path | bytes) -> bool:
+    return len(source) == 0 if isinstance(source, (bytes, bytearray)) else Path(source).stat().st_size == 0
+
+
+def _check_pixels(img: Image.Image) -> None:
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"image is {img.width}x{img.height}, over the {MAX_IMAGE_PIXELS:,}-pixel "
+                         "decompression-bomb guard")
+
+
+def open_upright(source: Path | bytes, channels: int, short_side: int | None = None) -> Image.Image:
+    """Open a file (path) or its bytes as an upright ``L``/``RGB`` image (EXIF orientation applied, any PIL mode
+    converted), its shorter side reduced to ``short_side`` (never enlarged; ``None``: the full size). A large JPEG is
+    decoded at a reduced scale (PIL's draft mode: the decoder skips the detail the resize would throw away).
+    Raises ``ValueError``/``OSError`` with a readable reason on any failure."""
+    if _is_empty(source):
         raise ValueError("empty file (0 bytes)")
     opened = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
         with Image.open(opened) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"image is {img.width}x{img.height}, over the {MAX_IMAGE_PIXELS:,}-pixel "
-                                 "decompression-bomb guard")
-            img = upright(img)
-            img = img.convert("L" if channels == 1 else "RGB")
-            if size is not None and (img.height, img.width) != tuple(size):
-                img = img.resize((size[1], size[0]), RESAMPLE)
-            array = np.asarray(img, dtype=np.uint8)
+            _check_pixels(img)
+            if short_side is not None and img.format == "JPEG":
+                scale = short_side / min(img.size)
+                img.draft("L" if channels == 1 else "RGB", (round(img.width * scale), round(img.height * scale)))
+            img = upright(img).convert("L" if channels == 1 else "RGB")
+    if short_side is not None and min(img.size) > short_side:
+        scale = short_side / min(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), RESAMPLE)
+    return img
+
+
+def decode_image(source: Path | bytes, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """Decode a file (path) or its bytes to uint8 ``(C, H, W)``, upright (EXIF orientation applied), converted to
+    ``channels`` (any PIL mode: RGBA, palette, 16-bit, CMYK, grayscale; JPEG, PNG, HEIC, AVIF …) and resized to
+    ``size`` with :data:`RESAMPLE`; raises ``ValueError``/``OSError`` with a readable reason on any failure."""
+    img = open_upright(source, channels)
+    if size is not None and (img.height, img.width) != tuple(size):
+        img = img.resize((size[1], size[0]), RESAMPLE)
+    array = np.asarray(img, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)

@@ -17,5 +17,6 @@ COMMANDS: dict[str, str] = {
     "export": "a run as a deployable ONNX model",
     "serve": "an HTTP service for an exported .onnx, a run dir or a .ckpt",
     "rerun": "run a finished run's command again",
+    "prepare": "an image folder of any size as streaming shards for data=shards (parallel, resumable)",
     "tune": "an Optuna hyperparameter search, every trial a training run (pruned, resumable, parallel)",
 }

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.checks import positive_int
 from lit_vision.commands.runner import hydra_command
+from lit_vision.data.streaming import require_in_memory
 from lit_vision.errors import ConfigError
 from lit_vision.runs import reporting
 from lit_vision.training.builders import build_datamodule
@@ -72,6 +73,7 @@ def flatten(images: np.ndarray) -> np.ndarray:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
+    require_in_memory(cfg.data, "baseline")
     dm = build_datamodule(cfg)
     opts = OmegaConf.to_container(cfg.baseline, resolve=True)
     train = dm.train_set

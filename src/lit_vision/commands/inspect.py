@@ -34,6 +34,7 @@ from rich.table import Table  # noqa: E402
 from lit_vision.checks import positive_int
 from lit_vision.commands.runner import hydra_command  # noqa: E402
 from lit_vision.data.arrays import ImageArrays  # noqa: E402
+from lit_vision.data.streaming import require_in_memory
 from lit_vision.training.builders import build_datamodule  # noqa: E402
 
 log = logging.getLogger("lit_vision.inspect")
@@ -161,6 +162,7 @@ def print_summary(summary: Mapping[str, Any], title: str, console: Console | Non
 
 def inspect(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Load ``cfg.data`` exactly as training would and write the PNGs and summary.json to ``out_dir``."""
+    require_in_memory(cfg.data, "inspect")
     dm = build_datamodule(cfg)
     splits = {name: arrays for name, arrays in
               (("train", dm.train_set), ("val", dm.val_set), ("test", dm.test_set)) if arrays is not None}

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.checks import non_negative_int, non_negative_number, positive_int, positive_number
 from lit_vision.commands.runner import hydra_command
+from lit_vision.data.streaming import require_in_memory
 from lit_vision.errors import ConfigError
 from lit_vision.models.boosting import MODEL_FILE, embeddings, make_classifier, resolve_device, save_booster
 from lit_vision.runs import reporting
@@ -79,6 +80,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     ckpt = Path(str(cfg.ckpt_path)).expanduser().resolve()
     model = load_classifier(ckpt)
+    require_in_memory(cfg.data, "xgb")
     dm = build_datamodule(cfg)
     if list(model.class_names) != dm.class_names:
         raise ConfigError(f"checkpoint {ckpt} was trained on classes {model.class_names} but data={dm.name} has "

@@ -268,3 +268,17 @@ def trivial_augment(x: torch.Tensor, generator: torch.Generator | None = None) -
     magnitudes = _MAGNITUDES.to(device)[ops, bins]
     negate = _SIGNED.to(device)[ops] & (torch.rand(n, device=device, generator=generator) <= 0.5)
     return apply_trivial_ops(x, ops, torch.where(negate, -magnitudes, magnitudes))
+
+
+def transfer_batch(batch: tuple[torch.Tensor, torch.Tensor], cfg: AugmentConfig,
+                   training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A uint8 batch arrived on the model's device → float in [0, 1], augmented per ``cfg`` while training
+    (TrivialAugment first: its ops are defined on uint8 values). Both data modules' ``on_after_batch_transfer``."""
+    x, y = batch
+    augmenting = training and cfg.enabled
+    if augmenting and cfg.trivial_augment:
+        x = trivial_augment(x)
+    x = to_float(x)
+    if augmenting:
+        x = augment_batch(x, cfg)
+    return x, y

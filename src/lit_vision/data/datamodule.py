@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_vision.checks import flag, fraction, non_negative_int, positive_int, seed_value
 from lit_vision.data.arrays import ImageArrays, SourceSplits
-from lit_vision.data.augment import AugmentConfig, augment_batch, to_float, trivial_augment
+from lit_vision.data.augment import AugmentConfig, to_float, transfer_batch
 from lit_vision.data.device_batches import DeviceBatches, fits_on
 from lit_vision.data.epoch_order import EpochOrder, ResumableDataLoader
 from lit_vision.data.loader_state import TrainLoaderPosition
@@ -320,12 +320,5 @@ class VisionDataModule(TrainLoaderPosition, L.LightningDataModule):
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        x, y = batch
         trainer = getattr(self, "trainer", None)
-        augmenting = trainer is not None and trainer.training and self.augment.enabled
-        if augmenting and self.augment.trivial_augment:
-            x = trivial_augment(x)  # its ops are defined on uint8 values, so before the conversion
-        x = to_float(x)
-        if augmenting:
-            x = augment_batch(x, self.augment)
-        return x, y
+        return transfer_batch(batch, self.augment, trainer is not None and trainer.training)

@@ -26,7 +26,8 @@ from lit_vision.imaging import RESAMPLE, decode_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".heic", ".heif",
+                    ".avif"}
 #: How many ignored (non-image) entries the warning names before it only counts them.
 IGNORED_NAMED = 5
 
@@ -112,15 +113,40 @@ def resize_images(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarra
     return out
 
 
+#: what reading a bad image file raises (PIL and the decoders behind it)
+READ_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning, UnidentifiedImageError, OSError,
+               ValueError, SyntaxError)
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """One line saying why an image file could not be read (one of :data:`READ_ERRORS`)."""
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return (f"{type(exc).__name__}: over the {imaging.MAX_IMAGE_PIXELS:,}-pixel decompression-bomb guard "
+                f"({exc}); downscale the file, or raise lit_vision.imaging.MAX_IMAGE_PIXELS if you trust it")
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _decode_or_reason(args: tuple[Path, int, tuple[int, int] | None]) -> np.ndarray | str:
     path, channels, size = args
     try:
         return decode_image(path, channels, size)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return (f"{type(exc).__name__}: over the {imaging.MAX_IMAGE_PIXELS:,}-pixel decompression-bomb guard "
-                f"({exc}); downscale the file, or raise lit_vision.imaging.MAX_IMAGE_PIXELS if you trust it")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+    except READ_ERRORS as exc:
+        return unreadable_reason(exc)
+
+
+def report_unreadable(bad: Sequence[tuple[str, str]], total: int, skip_corrupt: bool) -> None:
+    """Unreadable files (path, reason): a :class:`CorruptImageError` listing them, or with ``skip_corrupt`` a warning
+    listing them (they are left out)."""
+    if not bad:
+        return
+    listing = "\n".join(f"  {p}: {reason}" for p, reason in bad[:50])
+    more = f"\n  … and {len(bad) - 50} more" if len(bad) > 50 else ""
+    msg = (f"{len(bad)} of {total} files could not be read as images:\n{listing}{more}\n"
+           "Fix: delete or replace these files, or set data.skip_corrupt=true to train without them "
+           "(they are then listed in the log).")
+    if not skip_corrupt:
+        raise CorruptImageError(msg)
+    log.warning(msg)
 
 
 def decode_files(paths: Sequence[Path], labels: np.ndarray, class_names: Sequence[str], channels: int,
@@ -135,15 +161,7 @@ def decode_files(paths: Sequence[Path], labels: np.ndarray, class_names: Sequenc
         results = list(track(pool.map(_decode_or_reason, jobs, chunksize=64), total=len(jobs),
                              description=description, transient=True))
     bad = [(str(p), r) for p, r in zip(paths, results) if isinstance(r, str)]
-    if bad:
-        listing = "\n".join(f"  {p}: {reason}" for p, reason in bad[:50])
-        more = f"\n  … and {len(bad) - 50} more" if len(bad) > 50 else ""
-        msg = (f"{len(bad)} of {len(paths)} files could not be read as images:\n{listing}{more}\n"
-               "Fix: delete or replace these files, or set data.skip_corrupt=true to train without them "
-               "(they are then listed in the log).")
-        if not skip_corrupt:
-            raise CorruptImageError(msg)
-        log.warning(msg)
+    report_unreadable(bad, len(paths), skip_corrupt)
     good = [i for i, r in enumerate(results) if not isinstance(r, str)]
     shapes = {results[i].shape for i in good}
     if len(shapes) > 1:
@@ -153,6 +171,30 @@ def decode_files(paths: Sequence[Path], labels: np.ndarray, class_names: Sequenc
         raise CorruptImageError("no readable image at all among:\n" + "\n".join(p for p, _ in bad[:20]))
     images = np.stack([results[i] for i in good])
     return ImageArrays(images, labels[good], list(class_names), [str(paths[i]) for i in good])
+
+
+def split_dirs(root: str | Path | None, train_dirs: Sequence[str | Path] | str | None = None,
+               val_dir: str | Path | None = None, test_dir: str | Path | None = None) -> dict[str, list[Path]]:
+    """The folders of each split: ``root`` (``<root>/train``, optional ``<root>/val`` and ``<root>/test``) or the
+    explicit ``train_dirs`` (one or more, concatenated) with optional ``val_dir``/``test_dir``; both at once is
+    refused (one of them would be ignored)."""
+    if root is not None and (train_dirs or val_dir or test_dir):
+        given = [f"data.source_args.{k}" for k, v in (("train_dirs", train_dirs), ("val_dir", val_dir),
+                                                       ("test_dir", test_dir)) if v]
+        raise ConfigError(f"data.source=image_folder got both data.root={root} and {', '.join(given)}; set one: "
+                          "data.root=<dir> (with <dir>/train, optional <dir>/val and <dir>/test) or "
+                          "data.source_args.train_dirs (with optional val_dir and test_dir)")
+    if not train_dirs:
+        if root is None:
+            raise ConfigError("data.source=image_folder needs data.source_args.train_dirs or data.root")
+        base = Path(root).expanduser()
+        return {"train": [base / "train"], **{s: [base / s] for s in ("val", "test") if (base / s).is_dir()}}
+    dirs = [train_dirs] if isinstance(train_dirs, (str, Path)) else list(train_dirs)
+    out = {"train": [Path(d).expanduser() for d in dirs]}
+    for split, d in (("val", val_dir), ("test", test_dir)):
+        if d:
+            out[split] = [Path(d).expanduser()]
+    return out
 
 
 def load_image_folders(dirs: Sequence[str | Path], channels: int, size: tuple[int, int] | None,

@@ -31,6 +31,7 @@ from lit_vision.data.image_folder import (
     list_files,
     load_image_folders,
     resize_images,
+    split_dirs,
 )
 from lit_vision.errors import ConfigError, DataNotFoundError
 
@@ -309,27 +310,18 @@ def load_folders(train_dirs: Sequence[str] | str | None = None, val_dir: str | N
     ``val_dir``/``test_dir``; both at once is refused (one of them would be ignored).
     """
     channels, size = check_channels(channels), parse_image_size(image_size)
-    if root is not None and (train_dirs or val_dir or test_dir):
-        given = [f"data.source_args.{k}" for k, v in (("train_dirs", train_dirs), ("val_dir", val_dir),
-                                                       ("test_dir", test_dir)) if v]
-        raise ConfigError(f"data.source=image_folder got both data.root={root} and {', '.join(given)}; set one: "
-                          "data.root=<dir> (with <dir>/train, optional <dir>/val and <dir>/test) or "
-                          "data.source_args.train_dirs (with optional val_dir and test_dir)")
+    layout = split_dirs(root, train_dirs, val_dir, test_dir)
     if not train_dirs:
-        if root is None:
-            raise ConfigError("data.source=image_folder needs data.source_args.train_dirs or data.root")
         return _folder_splits(Path(root).expanduser(), channels, size, cache_dir, skip_corrupt, class_names)
-    dirs = [train_dirs] if isinstance(train_dirs, str) else list(train_dirs)
-    names = list(class_names) if class_names else list_class_folders(Path(dirs[0]).expanduser())
-    parts = [_cached_folder(Path(d).expanduser(), channels, size, cache_dir, skip_corrupt, names, "train")
-             for d in dirs]
+    names = list(class_names) if class_names else list_class_folders(layout["train"][0])
+    parts = [_cached_folder(d, channels, size, cache_dir, skip_corrupt, names, "train") for d in layout["train"]]
     train = parts[0] if len(parts) == 1 else ImageArrays(
         np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]), names,
         sum((p.sources for p in parts), []))
     out = {"train": train}
-    for split, d in (("val", val_dir), ("test", test_dir)):
-        if d:
-            out[split] = _cached_folder(Path(d).expanduser(), channels, size, cache_dir, skip_corrupt, names, split)
+    for split in ("val", "test"):
+        if split in layout:
+            out[split] = _cached_folder(layout[split][0], channels, size, cache_dir, skip_corrupt, names, split)
     return SourceSplits(**out)
 
 
