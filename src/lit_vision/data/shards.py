@@ -23,7 +23,8 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ PART_SIZE = 256
 #: LitData's chunk size: big enough for sequential reads, small enough that a worker holds few in memory
 CHUNK_BYTES = 32 * 1024 * 1024
 SPLITS = ("train", "val", "test")
+RANK_VARIABLE = "DATA_OPTIMIZER_GLOBAL_RANK"
 INDEX = "index.json"
 SOURCES_FILE = "sources.txt"
 LABELS_FILE = "labels.npy"
@@ -128,11 +130,32 @@ def write_part(job: PartJob) -> dict[str, Any]:
     """Decode, resize and re-encode the part's photos into LitData chunks; returns (and records) what it wrote."""
     from litdata.streaming.writer import BinaryWriter
 
+    _remove_leftovers(job)
+    with _writer_rank(job.part):
+        writer = BinaryWriter(job.split_dir, chunk_bytes=CHUNK_BYTES, msg_queue=_Discard())
+        record = _write_items(writer, job)
+    atomic_write_json(job.record, record)
+    return record
+
+
+@contextmanager
+def _writer_rank(rank: int) -> Iterator[None]:
+    """LitData's writer names its chunks and index by the optimizer rank in ``DATA_OPTIMIZER_GLOBAL_RANK``: set
+    it to the part number while writing, and restore it (a reader in this process must not see it)."""
+    previous = os.environ.get(RANK_VARIABLE)
+    os.environ[RANK_VARIABLE] = str(rank)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RANK_VARIABLE, None)
+        else:
+            os.environ[RANK_VARIABLE] = previous
+
+
+def _write_items(writer: Any, job: PartJob) -> dict[str, Any]:
     from lit_vision.data.image_folder import READ_ERRORS, unreadable_reason
 
-    _remove_leftovers(job)
-    os.environ["DATA_OPTIMIZER_GLOBAL_RANK"] = str(job.part)  # LitData names the chunks by this "rank"
-    writer = BinaryWriter(job.split_dir, chunk_bytes=CHUNK_BYTES, msg_queue=_Discard())
     stats = np.zeros(2 * job.channels + 1)
     good: list[int] = []
     bad: list[tuple[str, str]] = []
@@ -147,10 +170,8 @@ def write_part(job: PartJob) -> dict[str, Any]:
         stats += pixel_stats
     if good:
         writer.done()
-    record = {"fingerprint": job.fingerprint(), "files": [job.paths[i] for i in good],
-              "labels": [job.labels[i] for i in good], "unreadable": bad, "pixel_stats": stats.tolist()}
-    atomic_write_json(job.record, record)
-    return record
+    return {"fingerprint": job.fingerprint(), "files": [job.paths[i] for i in good],
+            "labels": [job.labels[i] for i in good], "unreadable": bad, "pixel_stats": stats.tolist()}
 
 
 def plan_parts(split_dir: Path, paths: Sequence[str], labels: Sequence[int], channels: int, short_side: int,

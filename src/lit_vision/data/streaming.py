@@ -38,6 +38,8 @@ from lit_vision.data.sources import parse_image_size
 from lit_vision.errors import ConfigError
 
 log = logging.getLogger(__name__)
+# LitData logs its cache sizing and read mode at INFO on every epoch's loader; its warnings still show
+logging.getLogger("litdata").setLevel(logging.WARNING)
 
 
 # --- per-sample transforms (in the DataLoader workers) -------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""Training from streaming shards (data=shards): the run's result, and exact mid-epoch resume — stopped at a step
+inside an epoch and resumed, the batches trained and history.csv equal an uninterrupted run's, with DataLoader
+worker processes decoding and a per-step schedule (OneCycle) too."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import test_exact_resume as exact
+
+from lit_vision.data.image_folder import split_dirs
+from lit_vision.data.preparation import PrepareSettings, prepare_shards
+from lit_vision.data.synthetic import write_image_folder
+
+CLASSES = ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    photos = tmp_path_factory.mktemp("photos")
+    write_image_folder(photos / "train", CLASSES, 30, size=48, ext="jpg")
+    write_image_folder(photos / "test", CLASSES, 6, size=48, seed=1, ext="jpg")
+    out = tmp_path_factory.mktemp("shards") / "set"
+    settings = PrepareSettings(short_side=40, quality=90, channels=3, skip_corrupt=False, val_fraction=0.1,
+                               use_source_val=True, seed=0)
+    prepare_shards(split_dirs(photos), out, settings, workers=1, command="test")
+    return out
+
+
+def shards_run(shard_dir: Path, *extra: str) -> list[str]:
+    """81 training images in batches of 8: 11 steps an epoch, decoded by 2 worker processes."""
+    return ["data=shards", f"data.root={shard_dir}", "data.image_size=16", "data.batch_size=8",
+            "data.num_workers=2", "model=dense", "model.net.dropout=0.3", "accelerator=cpu", "trainer.max_epochs=2",
+            "callbacks.early_stopping.patience=100", *exact.QUIET, *extra]
+
+
+def test_a_shards_run_trains_tests_and_reports_its_sources(make_cfg, shard_dir: Path) -> None:
+    cfg = make_cfg(*shards_run(shard_dir))
+    record = exact.run(cfg)
+    assert record["global_step"] == 22 and record["data"]["source"] == "shards"
+    assert record["data"]["counts"]["test"] == {"a": 6, "b": 6, "c": 6}
+    run_dir = Path(cfg.paths.output_dir)
+    rows = (run_dir / "predictions.csv").read_text().splitlines()
+    sources = (shard_dir / "test" / "sources.txt").read_text().splitlines()
+    assert [row.split(",")[1] for row in rows[1:]] == sources  # in the split's order, named by file
+    assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] > 1 / 3  # learns the class patterns
+
+
+@pytest.mark.parametrize("extra", [[], exact.ONECYCLE], ids=["constant", "onecycle"])
+def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(make_cfg, shard_dir: Path, tmp_path: Path,
+                                                            extra: list[str]) -> None:
+    recorder = ["+callbacks.record._target_=test_exact_resume.RecordBatches", "test=false", "validate_best=false",
+                *extra]
+    exact.SEEN.clear()
+    whole = make_cfg(*shards_run(shard_dir, *recorder))
+    exact.run(whole)
+    uninterrupted, exact.SEEN[:] = list(exact.SEEN), []
+    run_dir = Path(whole.paths.output_dir)
+    history = exact.history_without_times(run_dir)
+    os.rename(run_dir, tmp_path / "uninterrupted")
+
+    steps = "callbacks.last_checkpoint.every_n_train_steps=5"  # 11 steps an epoch: step 15 is mid-epoch 1
+    with pytest.raises(InterruptedError):
+        exact.run(make_cfg(*shards_run(shard_dir, *recorder, steps, "+callbacks.stop._target_=test_exact_resume.StopAt",
+                                       "+callbacks.stop.step=15")))
+    record = exact.run(make_cfg(*shards_run(shard_dir, *recorder, steps, "ckpt_path=last")))
+    assert record["resumed_from"].endswith("last.ckpt") and record["global_step"] == 22
+    assert len(uninterrupted) == 22 and exact.SEEN == uninterrupted  # the same crops, in the same order
+    assert exact.history_without_times(run_dir) == history and len(history) == 2
