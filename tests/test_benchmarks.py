@@ -194,6 +194,27 @@ def test_make_photos_writes_every_format_and_resumes(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == written
 
 
+def test_loader_measures_every_path_and_judges_the_targets(tmp_path: Path) -> None:
+    """loader.py --smoke on its own tiny photo folder, one worker: the single-thread limits, both loaders, prepare,
+    each with positive images/s, and a verdict per target."""
+    out = tmp_path / "loader.json"
+    output = run([sys.executable, BENCH / "loader.py", "--smoke", "--workers", "1", "--json", out], timeout=300)
+    report = json.loads(out.read_text())
+    rows = {r["key"]: r for r in report["rows"]}
+    assert {"single_thread_shards", "shards_loader", "imagefolder_loader", "prepare"} <= set(rows), rows
+    assert all(r["images_per_s"] > 0 and r["images"] > 0 and r["workers"] >= 1 for r in rows.values()), rows
+    assert rows["shards_loader"]["workers"] == rows["imagefolder_loader"]["workers"] == 1
+    assert rows["shards_loader"]["first_batch_s"] > 0 and rows["imagefolder_loader"]["first_batch_s"] > 0
+    assert rows["prepare"]["images"] == report["folder"]["images"] == 24
+    assert len(report["targets"]) == 3 and all(isinstance(t["met"], bool) and t["threshold"] > 0
+                                               for t in report["targets"]), report["targets"]
+    assert report["machine"]["torch"] and report["machine"]["litdata"] and "loader.py" in report["command"]
+    for r in report["rows"]:
+        (cells,) = table_rows(output, r["name"])
+        assert number(cells[4]) > 0, cells
+    assert output.count("target: ") == 3 and ("— met" in output or "NOT met" in output)
+
+
 # --- the Keras column: a separate TensorFlow environment -----------------------------------------------------------
 def keras_python() -> Path:
     if not KERAS_PYTHON.is_file():
