@@ -144,6 +144,14 @@ def block_groups(backbone: nn.Module) -> list[list[str]]:
     return [list(groups[k]) for k in sorted(groups)]
 
 
+def _check_freeze_epochs(freeze_epochs: Any, freeze: Any) -> int:
+    epochs = non_negative_int(freeze_epochs, "model.net.freeze_epochs")
+    if epochs and freeze:
+        raise ConfigError(f"model.net.freeze_epochs={epochs} freezes the backbone for the first epochs and then trains "
+                          "it, but model.net.freeze=true keeps it frozen throughout: set model.net.freeze=false")
+    return epochs
+
+
 class FeatureCache:
     """Backbone outputs keyed by a digest of each (preprocessed) input image; only valid for a frozen backbone."""
 
@@ -185,11 +193,17 @@ class TimmNet(nn.Module):
     def __init__(self, in_chans: int, input_size: Sequence[int], num_outputs: int, backbone: str = "vgg16",
                  pretrained: bool = False, weights: str | None = None, freeze: bool = True,
                  trainable_blocks: int = 0, hidden: Sequence[int] = (256,), dropout: float = 0.5,
-                 cache_features: bool = True, cache_max_gb: float = 2.0) -> None:
+                 cache_features: bool = True, cache_max_gb: float = 2.0, freeze_epochs: int = 0,
+                 pool: bool = False) -> None:
         super().__init__()
         self.backbone_name = backbone
         self.backbone = create_backbone(backbone, in_chans, pretrained, weights)
+        # pool: the backbone's own global pooling (timm's forward_head, pre-logits) — what fine-tuning at photo size
+        # wants; off: notebook 004's flatten of VGG16's whole feature map
+        self.pool = flag(pool, "model.net.pool")
         self.frozen = bool(freeze) and int(trainable_blocks) == 0
+        self.freeze_epochs = _check_freeze_epochs(freeze_epochs, freeze)
+        self.warming_up = False  # the head alone trains during the first freeze_epochs epochs (start_epoch)
         if freeze and not (pretrained or weights):
             log.warning("backbone %s is frozen with RANDOM weights: set model.net.pretrained=true (online) or "
                         "model.net.weights=<file> (offline), or fine-tune with model.net.freeze=false", backbone)
@@ -197,7 +211,7 @@ class TimmNet(nn.Module):
         with torch.no_grad():
             was = self.backbone.training
             self.backbone.eval()
-            flat = self.backbone.forward_features(torch.zeros(1, int(in_chans), *map(int, input_size))).numel()
+            flat = self._features(torch.zeros(1, int(in_chans), *map(int, input_size))).numel()
             self.backbone.train(was)
         stack = dense_stack(flat, list(hidden), num_outputs, float(dropout))
         self.head = nn.Sequential(nn.Flatten(), *list(stack)[:-1])
@@ -221,19 +235,40 @@ class TimmNet(nn.Module):
             for n, p in self.backbone.named_parameters():
                 p.requires_grad_(n in names)
 
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the classifier at each training epoch's start (resumed epochs included): the backbone is frozen
+        for the first ``freeze_epochs`` epochs — the new head learns on stable features, and does not send its
+        random early gradients into the pretrained weights — then trained. Its parameters stay in the optimizer
+        throughout; while frozen they get no gradient, so the optimizer leaves them (and their decay) alone."""
+        warming_up = epoch < self.freeze_epochs
+        if warming_up != self.warming_up:
+            log.info("epoch %d: backbone %s %s", epoch, self.backbone_name,
+                     "frozen (the head trains alone)" if warming_up else "unfrozen (fine-tuning everything)")
+        self.warming_up = warming_up
+        for p in self.backbone.parameters():
+            p.requires_grad_(not warming_up)
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> TimmNet:
         super().train(mode)
-        if self.frozen:
+        if self.frozen or self.warming_up:
             self.backbone.eval()  # frozen: BatchNorm keeps its statistics, dropout stays off
         return self
 
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.forward_features(x)
+        return self.backbone.forward_head(features, pre_logits=True) if self.pool else features
+
     def backbone_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.warming_up:
+            with torch.no_grad():
+                return self._features(x)
         if not self.frozen:
-            return self.backbone.forward_features(x)
+            return self._features(x)
         with torch.no_grad():
             if self.cache is None:
-                return self.backbone.forward_features(x)
-            return self.cache(self.backbone.forward_features, x)
+                return self._features(x)
+            return self.cache(self._features, x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate-layer embedding (dense 256 after ReLU/dropout), as XGBoost on embeddings uses it."""
@@ -251,9 +286,11 @@ class TimmNet(nn.Module):
         flag(args.get("pretrained", False), "model.net.pretrained")
         flag(args.get("freeze", True), "model.net.freeze")
         flag(args.get("cache_features", True), "model.net.cache_features")
+        flag(args.get("pool", False), "model.net.pool")
         if args.get("weights"):
             _weights_file(args["weights"])
         non_negative_int(args.get("trainable_blocks", 0), "model.net.trainable_blocks")
+        _check_freeze_epochs(args.get("freeze_epochs", 0), args.get("freeze", True))
         positive_number(args.get("cache_max_gb", 2.0), "model.net.cache_max_gb")
         dense_stack(1, args.get("hidden", (256,)), 1, args.get("dropout", 0.5))  # the head's options, on one input
 

@@ -149,6 +149,9 @@ class ImageClassifier(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.epoch_sums.start_epoch(self.device)
+        start_epoch = getattr(self.net, "start_epoch", None)  # a net with phases (timm_net: freeze_epochs)
+        if start_epoch is not None:
+            start_epoch(self.current_epoch)
 
     def on_train_epoch_end(self) -> None:
         seen = max(self.epoch_sums.seen, 1)

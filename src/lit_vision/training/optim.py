@@ -25,7 +25,7 @@ from lit_vision.errors import ConfigError
 OPTIMIZERS: dict[str, type[Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
                                           "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
 #: ``model.optimizer`` keys that shape the parameter groups; the rest go to the optimizer's constructor
-GROUP_KEYS = ("name", "lr", "weight_decay", "decay_norms_and_biases", "norm_bias_lr_scale")
+GROUP_KEYS = ("name", "lr", "weight_decay", "decay_norms_and_biases", "norm_bias_lr_scale", "layer_decay")
 
 #: schedule name → ``(optimizer, planned_steps, **keys) -> scheduler``; "none" and "plateau" are handled apart
 ScheduleFactory = Callable[..., LRScheduler]
@@ -50,14 +50,34 @@ def is_norm_bias(module: torch.nn.Module, name: str) -> bool:
                                                   torch.nn.LayerNorm))
 
 
+def layer_lr_scales(module: torch.nn.Module, layer_decay: float) -> dict[int, float]:
+    """Layer-wise learning-rate decay (BEiT, timm's ``layer_decay``): the head trains at the full rate, the
+    backbone's last block at ``layer_decay`` times it, the block before at ``layer_decay**2`` ... — the input side of a
+    pretrained backbone moves least. Blocks are timm's coarse groups of the net's ``backbone``; ``{id(param): scale}``
+    for the backbone's parameters (others: 1)."""
+    from lit_vision.models.timm_net import block_groups
+
+    backbone = next((m.backbone for m in module.modules() if hasattr(m, "backbone") and
+                     hasattr(m.backbone, "group_matcher")), None)
+    if backbone is None:
+        raise ConfigError("model.optimizer.layer_decay needs a timm backbone (model.net.name=timm, e.g. model=vgg16 "
+                          "or experiment=photo_finetune); set it to null for this net")
+    groups = block_groups(backbone)
+    params = dict(backbone.named_parameters())
+    return {id(params[name]): layer_decay ** (len(groups) - depth) for depth, group in enumerate(groups)
+            for name in group}
+
+
 def parameter_groups(module: torch.nn.Module, lr: float, weight_decay: float, decay_norms_and_biases: bool = True,
-                     norm_bias_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+                     norm_bias_lr_scale: float = 1.0, layer_decay: float | None = None) -> list[dict[str, Any]]:
     """The optimizer's parameter groups (frozen parameters left out).
 
     ``decay_norms_and_biases=false``: timm's split, no weight decay on 1-D parameters (norm scales and shifts,
     biases). ``norm_bias_lr_scale``: airbench's ``bias_scaler`` — norm-layer shifts train at ``lr x scale``, with
-    their weight decay divided by it so that the decay each step applies stays that of the other weights."""
+    their weight decay divided by it so that the decay each step applies stays that of the other weights.
+    ``layer_decay``: :func:`layer_lr_scales`."""
     positive_number(norm_bias_lr_scale, "model.optimizer.norm_bias_lr_scale")
+    layer_scales = layer_lr_scales(module, layer_decay) if layer_decay is not None else {}
     norm_biases = {id(p) for m in module.modules() for n, p in m.named_parameters(recurse=False)
                    if is_norm_bias(m, n)} if norm_bias_lr_scale != 1.0 else set()
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
@@ -66,14 +86,26 @@ def parameter_groups(module: torch.nn.Module, lr: float, weight_decay: float, de
             continue
         decay = weight_decay if decay_norms_and_biases or p.ndim > 1 else 0.0
         scale = norm_bias_lr_scale if id(p) in norm_biases else 1.0
-        groups.setdefault((lr * scale, decay / scale), []).append(p)
+        groups.setdefault((lr * scale * layer_scales.get(id(p), 1.0), decay / scale), []).append(p)
     return [{"params": params, "lr": group_lr, "weight_decay": decay}
             for (group_lr, decay), params in groups.items()]
 
 
 def check_optimizer(optimizer: Mapping[str, Any]) -> None:
-    """``model.optimizer``, dry-built over one parameter: a key or value the optimizer refuses is named now."""
-    create_optimizer(torch.nn.Linear(1, 1), optimizer)
+    """``model.optimizer``, dry-built over one parameter: a key or value the optimizer refuses is named now (whether
+    the net has the backbone ``layer_decay`` needs is known when it is built)."""
+    create_optimizer(torch.nn.Linear(1, 1), {k: v for k, v in optimizer.items() if k != "layer_decay"})
+    _layer_decay(optimizer)
+
+
+def _layer_decay(optimizer: Mapping[str, Any]) -> float | None:
+    value = optimizer.get("layer_decay")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ConfigError(f"model.optimizer.layer_decay={value!r} must be in (0, 1] (e.g. 0.75: each backbone block "
+                          "trains at 0.75 x the learning rate of the one after it), or null for none")
+    return float(value)
 
 
 def create_optimizer(module: torch.nn.Module, optimizer: Mapping[str, Any]) -> Optimizer:
@@ -85,7 +117,7 @@ def create_optimizer(module: torch.nn.Module, optimizer: Mapping[str, Any]) -> O
     lr = positive_number(cfg.get("lr"), "model.optimizer.lr")
     weight_decay = non_negative_number(cfg.get("weight_decay", 0.0), "model.optimizer.weight_decay")
     params = parameter_groups(module, float(lr), float(weight_decay), bool(cfg.get("decay_norms_and_biases", True)),
-                              float(cfg.get("norm_bias_lr_scale", 1.0)))
+                              float(cfg.get("norm_bias_lr_scale", 1.0)), _layer_decay(cfg))
     extra = {k: v for k, v in cfg.items() if k not in GROUP_KEYS}
     try:
         return OPTIMIZERS[name](params, **extra)
