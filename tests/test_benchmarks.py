@@ -215,6 +215,18 @@ def test_loader_measures_every_path_and_judges_the_targets(tmp_path: Path) -> No
     assert output.count("target: ") == 3 and ("— met" in output or "NOT met" in output)
 
 
+def test_shard_memory_trains_on_two_sizes_of_shard_set(tmp_path: Path) -> None:
+    """shard_memory.py --smoke: two hard-linked sets, 4x apart, each trained on; a peak per set and their ratio."""
+    out = tmp_path / "memory.json"
+    output = run([sys.executable, BENCH / "shard_memory.py", "--smoke", "--json", out], timeout=300)
+    report = json.loads(out.read_text())
+    small, large = report["rows"]
+    assert large["train_images"] == 4 * small["train_images"] and large["shard_gb"] > 3 * small["shard_gb"]
+    assert all(r["peak_pss_tree"] > 50 * 2**20 and r["peak_rss_main"] > 50 * 2**20 for r in report["rows"]), report
+    assert "largest / smallest set, peak PSS" in output
+    assert report["ratio"] == pytest.approx(large["peak_pss_tree"] / small["peak_pss_tree"])
+
+
 # --- the Keras column: a separate TensorFlow environment -----------------------------------------------------------
 def keras_python() -> Path:
     if not KERAS_PYTHON.is_file():

@@ -263,9 +263,6 @@ def test_heic_avif_rgba_palette_and_16_bit_png_are_read(format_photos: Path, tmp
         assert np.abs(pixels - expected).max() < 12, (name, pixels, expected)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in lit_vision.imaging.open_upright: a 16-bit grayscale image (I;16) is "
-                   "converted by clipping its values at 255, not by scaling them to 8 bits, so a 16-bit photo comes "
-                   "out almost white (the gradient 0..65535 is stored as 0, 255, 255, ...)")
 def test_a_16_bit_png_keeps_its_tones(format_photos: Path) -> None:
     from lit_vision.imaging import open_upright
 
@@ -499,10 +496,6 @@ def test_a_truncated_chunk_is_refused_naming_it_and_the_photos_lost(shard_dir: P
     assert f"{len(data) - 100:,} bytes instead of {len(data):,}" in msg
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason="bug in lit_vision.data.streaming.EvalShards.__getitem__: "
-                   "LitData's cache._get_chunk_index_from_index returns (index in chunk, chunk index), and "
-                   "`chunk, *_ = ...` takes the first as the chunk: a bad sample past the first of the split names the "
-                   "wrong chunk or fails with IndexError instead of ShardsCorruptError (fix: `_, chunk = ...`)")
 def test_a_chunk_of_garbage_fails_the_loader_naming_it(shard_dir: Path, tmp_path: Path) -> None:
     copy = copy_of(shard_dir, tmp_path)
     chunk = copy / "val" / "chunk-0-0.bin"

@@ -1,5 +1,6 @@
 """Cluster jobs against a real single-node SLURM (tests/system/slurm_cluster.sh): a sweep, a preemption, a time
-limit, a 2-task DDP job and a failing job, each through ``-m hydra/launcher=slurm`` as a user would submit them.
+limit, a requeued data=shards run, a 2-task DDP job and a failing job, each through ``-m hydra/launcher=slurm`` as
+a user would submit them.
 
 The cluster is started once per session and stopped at the end (the PIDs the script started). The tests skip,
 with the reason, when the machine cannot run it (not root, no apt-get, or the start failed)."""
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_shards_training import shard_dir  # noqa: F401  (the shards fixture of the requeue test)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "system" / "slurm_cluster.sh"
@@ -202,3 +204,37 @@ def test_a_study_shared_by_two_slurm_workers_on_mariadb_runs_each_trial_once(slu
             assert "loss became" in t.user_attrs["error"]
     tune_dir = tmp_path / "outputs" / "tune" / study.study_name
     assert "complete" in (tune_dir / "summary.md").read_text()
+
+
+def test_a_shards_run_requeued_mid_epoch_equals_the_uninterrupted_run(slurm: dict[str, str], tmp_path: Path,
+                                                                      shard_dir: Path) -> None:  # noqa: F811
+    """data=shards with DataLoader workers and OneCycle, requeued by SLURM mid-training: its history.csv equals the
+    same run's trained in one go outside SLURM (the loader's position and the crops survive the requeue)."""
+    from test_exact_resume import history_without_times
+
+    epochs = 12
+    same = ["data=shards", f"data.root={shard_dir}", "data.image_size=16", "data.batch_size=8", "data.num_workers=1",
+            f"trainer.max_epochs={epochs}", "model.optimizer.lr=0.001", "model.scheduler.name=onecycle"]
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(sweep_cmd(sweep, *same), cwd=REPO, env=slurm, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    run_dir = sweep / "0"
+    wait_until(lambda: (run_dir / "checkpoints" / "last.ckpt").exists(), "the first epoch's checkpoint")
+    (job,) = squeue(slurm, "%i")
+    subprocess.run(["scancel", "--signal=USR1", job], env=slurm, check=True)
+    wait_until(lambda: (run_dir / "hpc_ckpt_1.ckpt").exists(), "the requeue checkpoint", timeout=60)
+    wait_until(lambda: squeue(slurm, "%T") == ["PENDING"], "the requeue", timeout=60)
+    release_after_requeue(slurm, job)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    assert "hpc_ckpt_1" in metrics(run_dir)["resumed_from"]
+
+    local = [a for a in sweep_cmd(sweep, *same) if a != "-m" and not a.startswith(("hydra/launcher=", "hydra.launcher.",
+                                                                                   "hydra.sweep.dir="))]
+    whole = tmp_path / "whole"
+    env = {k: v for k, v in slurm.items() if not k.startswith("SLURM")}
+    res = subprocess.run([*local, f"hydra.run.dir={whole}"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    history = history_without_times(whole)
+    assert history_without_times(run_dir) == history and len(history) == epochs

@@ -30,6 +30,16 @@ def upright(img: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
 
 
+def to_8_bit(img: Image.Image) -> Image.Image:
+    """A 16/32-bit integer image (``I;16*``, ``I``: 16-bit PNG, TIFF) scaled to 8-bit ``L``: PIL's own conversion
+    clips at 255, which turns a 16-bit photo almost white. Other modes are returned as they are."""
+    if not img.mode.startswith("I"):
+        return img
+    pixels = np.asarray(img).astype(np.int64)
+    bits = 16 if img.mode.startswith("I;16") or pixels.max(initial=0) <= 65535 else 32
+    return Image.fromarray((np.clip(pixels, 0, None) >> (bits - 8)).clip(0, 255).astype(np.uint8), "L")
+
+
 def _is_empty(source: Path | bytes) -> bool:
     return len(source) == 0 if isinstance(source, (bytes, bytearray)) else Path(source).stat().st_size == 0
 
@@ -56,7 +66,7 @@ def open_upright(source: Path | bytes, channels: int, short_side: int | None = N
             if short_side is not None and img.format == "JPEG":
                 scale = short_side / min(img.size)
                 img.draft("L" if channels == 1 else "RGB", (round(img.width * scale), round(img.height * scale)))
-            img = upright(img).convert("L" if channels == 1 else "RGB")
+            img = to_8_bit(upright(img)).convert("L" if channels == 1 else "RGB")
     if short_side is not None and min(img.size) > short_side:
         scale = short_side / min(img.size)
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), RESAMPLE)
