@@ -169,6 +169,12 @@ def test_ema_weights_are_what_the_checkpoint_and_the_test_use(make_cfg) -> None:
     averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
     name = next(k for k in averaged if k.endswith("weight"))
     assert not torch.equal(averaged[name], current[name])  # the averaged weights are saved as the model
+    # the run's test scored the averaged weights, as evaluate (and export, serve) score best.ckpt
+    from lit_vision.commands.evaluate import run as evaluate
+
+    scored = evaluate(make_cfg(f"ckpt_path={record['best_checkpoint']}", config_name="evaluate"))
+    assert record["test/loss"] == pytest.approx(scored["test/loss"], rel=1e-5)
+    assert record["test/acc"] == scored["test/acc"]
 
 
 def test_ema_decay_is_checked(make_cfg) -> None:

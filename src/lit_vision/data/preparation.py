@@ -59,7 +59,8 @@ def list_split(dirs: Sequence[Path], class_names: Sequence[str]) -> SplitFiles:
 def plan_splits(layout: dict[str, list[Path]], settings: PrepareSettings,
                 class_names: Sequence[str] | None = None) -> tuple[list[str], dict[str, SplitFiles]]:
     """Class names and each split's files; without a val folder (or with ``use_source_val`` false) a seeded,
-    stratified ``val_fraction`` of train becomes val, as the in-memory data module holds it out."""
+    stratified ``val_fraction`` of train becomes val, as the in-memory data module holds it out. Train is shuffled
+    (seeded); val and test keep the folder's order."""
     names = list(class_names) if class_names else list_class_folders(layout["train"][0])
     splits = {split: list_split(dirs, names) for split, dirs in layout.items()}
     if "val" not in splits or not settings.use_source_val:
@@ -67,6 +68,11 @@ def plan_splits(layout: dict[str, list[Path]], settings: PrepareSettings,
         train_idx, val_idx = stratified_split(np.asarray(train.labels), settings.val_fraction, settings.seed)
         splits["val"] = SplitFiles([train.paths[i] for i in val_idx], [train.labels[i] for i in val_idx])
         splits["train"] = SplitFiles([train.paths[i] for i in train_idx], [train.labels[i] for i in train_idx])
+    # streaming reads chunk by chunk and shuffles within a window, so a class-sorted train split would fill whole
+    # batches with one class: it is written in a seeded random order
+    order = np.random.default_rng(settings.seed).permutation(len(splits["train"].paths))
+    train = splits["train"]
+    splits["train"] = SplitFiles([train.paths[i] for i in order], [train.labels[i] for i in order])
     return names, {s: splits[s] for s in shards.SPLITS if s in splits}
 
 

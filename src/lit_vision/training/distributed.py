@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import LightningEnvironment
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
@@ -84,8 +85,13 @@ def check_launch(cfg: DictConfig) -> None:
 
 
 def evaluation_trainer(cfg: DictConfig, fit_trainer: L.Trainer) -> L.Trainer | None:
-    """After a multi-process fit: end the process group; rank 0 gets a 1-device trainer, other ranks ``None``."""
+    """The trainer of the final validation and test with the best checkpoint. After a multi-process fit: end the
+    process group; rank 0 gets a 1-device trainer, other ranks ``None``. After a one-process fit: the fit trainer
+    without its weight-averaging callbacks (EMA): best.ckpt holds the averaged weights as its ``state_dict``, which
+    is what evaluate, export and serve load; with the callback attached, Lightning would load the raw weights
+    (``current_model_state``) for the test and swap the average in for validation only."""
     if fit_trainer.world_size <= 1:
+        fit_trainer.callbacks = [cb for cb in fit_trainer.callbacks if not isinstance(cb, WeightAveraging)]
         return fit_trainer
     is_zero = fit_trainer.is_global_zero
     if torch.distributed.is_available() and torch.distributed.is_initialized():
