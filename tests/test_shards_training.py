@@ -70,3 +70,14 @@ def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(make_cfg, shard_dir:
     assert record["resumed_from"].endswith("last.ckpt") and record["global_step"] == 22
     assert len(uninterrupted) == 22 and exact.SEEN == uninterrupted  # the same crops, in the same order
     assert exact.history_without_times(run_dir) == history and len(history) == 2
+
+
+def test_train_is_written_in_a_seeded_shuffled_order(shard_dir: Path) -> None:
+    """Streaming reads chunk by chunk, shuffling within a window: a class-sorted train split would give batches of
+    one class. Val and test keep the folder's order (the reports list them in it)."""
+    import numpy as np
+
+    train = np.load(shard_dir / "train" / "labels.npy")
+    assert (np.diff(train) < 0).any() and len(set(train[:8].tolist())) > 1
+    test = np.load(shard_dir / "test" / "labels.npy")
+    assert (np.diff(test) >= 0).all()
