@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.errors import ConfigError
 from lit_vision.training import hardware
@@ -69,6 +69,13 @@ def device_overrides(cfg: DictConfig, announce: bool = True) -> dict[str, Any]:
             log.info("trainer.sync_batchnorm switched off: DDP on CPU runs on gloo, and torch's SyncBatchNorm has no "
                      "CPU kernel (each process normalises with its own batch statistics)")
         args["sync_batchnorm"] = False
+    phases = OmegaConf.select(cfg, "model.net.freeze_epochs", default=0)
+    if phases and cfg.trainer.get("strategy") == "ddp":
+        # the backbone's parameters get no gradient while it is frozen: DDP's reducer must be told to expect that
+        if announce:
+            log.info("trainer.strategy=ddp_find_unused_parameters_true: model.net.freeze_epochs=%s leaves the "
+                     "backbone without gradients in its first epochs", phases)
+        args["strategy"] = "ddp_find_unused_parameters_true"
     return args
 
 
