@@ -94,3 +94,14 @@ def test_the_photo_finetune_preset_composes_with_its_defaults(make_cfg) -> None:
     assert cfg.data._target_.endswith("ShardsDataModule") and list(cfg.data.image_size) == [224, 224]
     assert cfg.model.net.backbone == "resnet50" and cfg.model.net.pool and cfg.model.scheduler.name == "warmup_cosine"
     validate_config(cfg)
+
+
+def test_ddp_with_a_frozen_first_phase_expects_unused_parameters(make_cfg) -> None:
+    """DDP's reducer fails on the second step when parameters get no gradient, unless told to expect it."""
+    from lit_vision.training.distributed import device_overrides
+
+    frozen = make_cfg("experiment=photo_finetune", "data.root=x", "trainer=ddp", "accelerator=cpu", *FAST)
+    assert device_overrides(frozen, announce=False)["strategy"] == "ddp_find_unused_parameters_true"
+    plain = make_cfg("experiment=photo_finetune", "data.root=x", "trainer=ddp", "accelerator=cpu",
+                     "model.net.freeze_epochs=0", *FAST)
+    assert "strategy" not in device_overrides(plain, announce=False)
