@@ -1,5 +1,6 @@
 """Image folders as torchvision users expect: image files only (the rest named once in the log), EXIF orientation
-applied (training and prediction), and an empty class folder refused."""
+applied (training and prediction), and an empty class folder refused; a data=shards model's photos decoded for
+prediction as its evaluation saw them (shorter side resized, centre crop: torchvision's geometry)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,74 @@ def test_predict_decodes_phone_photos_upright(tmp_path):
     images, rows = decode_for([tmp_path / "phone.jpg"], 3, (20, 10), {})
     assert rows == [0] and images.shape == (1, 3, 20, 10)
     np.testing.assert_array_equal(images[0], np.rot90(stored, k=-1).transpose(2, 0, 1))
+
+
+# --- a data=shards model: the evaluation view (resize the shorter side, centre crop), not the squash ---------------
+RED = (255, 0, 0)
+
+
+def bordered_photo(path: Path, width: int = 200, height: int = 100) -> np.ndarray:
+    """A ``width`` x ``height`` PNG: smooth gradients (no red), its leftmost 20 columns pure red; returns (H, W, 3)."""
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    pixels[..., 1] = np.linspace(64, 255, height).astype(np.uint8)[:, None]
+    pixels[..., 2] = np.linspace(64, 255, width).astype(np.uint8)[None, :]
+    pixels[:, :20] = RED
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def torchvision_view(pixels: np.ndarray, size: list[int], crop_fraction: float) -> np.ndarray:
+    """What data=shards evaluates (``streaming.resize_centre_crop``): torchvision resize + centre crop, (C, H, W)."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    image = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    return F.center_crop(F.resize(image, int(round(min(size) / crop_fraction)), antialias=True), size).numpy()
+
+
+def is_red(image: np.ndarray) -> np.ndarray:
+    return (image[0] > 200) & (image[1] < 50) & (image[2] < 50)
+
+
+def test_a_crop_fraction_decodes_the_centre_crop_as_evaluation_did(tmp_path):
+    pixels = bordered_photo(tmp_path / "wide.png")
+    image = decode_image(tmp_path / "wide.png", 3, (32, 32), crop_fraction=0.875)
+    assert image.shape == (3, 32, 32) and image.dtype == np.uint8
+    assert not is_red(image).any()  # the border is outside the centre crop (shorter side 37, width 74, left 21)
+    want = torchvision_view(pixels, [32, 32], 0.875)
+    assert np.abs(image.astype(float) - want).mean() < 3  # PIL's and torchvision's antialiased bilinear differ a bit
+
+
+def test_without_a_crop_fraction_the_image_is_squashed_as_before(tmp_path):
+    bordered_photo(tmp_path / "wide.png")
+    image = decode_image(tmp_path / "wide.png", 3, (32, 32))
+    with Image.open(tmp_path / "wide.png") as img:
+        squashed = np.asarray(img.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(image, squashed)
+    assert is_red(image)[:, 0].all()  # the whole width is kept, border included
+
+
+@pytest.mark.parametrize("width, height, size, fraction", [
+    (100, 200, [32, 32], 0.875),  # portrait: the shorter side is the width
+    (201, 99, [24, 40], 0.9),  # a non-square size, odd margins (torchvision's rounding of the offset)
+    (90, 90, [16, 32], 1.0),  # the crop wider than the resized image: zero padding, as torchvision pads
+])
+def test_the_crop_geometry_is_torchvisions(tmp_path, width, height, size, fraction):
+    pixels = bordered_photo(tmp_path / "p.png", width, height)
+    image = decode_image(tmp_path / "p.png", 3, tuple(size), crop_fraction=fraction)
+    want = torchvision_view(pixels, size, fraction)
+    assert image.shape == want.shape == (3, *size)
+    assert np.abs(image.astype(float) - want).mean() < 3
+    np.testing.assert_array_equal((image == 0).all(0), (want == 0).all(0))  # the same padded columns, if any
+
+
+def test_predict_decodes_with_the_crop_fraction_and_exif_first(tmp_path):
+    stored = write_rotated_jpeg(tmp_path / "phone.jpg", orientation=6, width=40, height=20)
+    images, rows = decode_for([tmp_path / "phone.jpg"], 3, (8, 8), {}, crop_fraction=0.875)
+    assert rows == [0] and images.shape == (1, 3, 8, 8)
+    upright = np.ascontiguousarray(np.rot90(stored, k=-1))
+    assert np.abs(images[0].astype(float) - torchvision_view(upright, [8, 8], 0.875)).mean() < 3
+    np.testing.assert_array_equal(images[0], decode_image(tmp_path / "phone.jpg", 3, (8, 8), 0.875))
 
 
 # --- empty class folders -----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """python -m lit_vision.export: an ONNX model that computes what the checkpoint's evaluation computes (test-time
-augmentation included; tests/test_deploy_parity.py checks a TTA run in every consumer), and says what it is."""
+augmentation included; tests/test_deploy_parity.py checks a TTA run in every consumer), and says what it is —
+a data=shards model's evaluation crop included."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from lit_vision.commands.export import main
 from lit_vision.deploy import onnx_export
 from lit_vision.deploy.loader import load_model
-from lit_vision.deploy.onnx_schema import OnnxModelInfo
+from lit_vision.deploy.onnx_schema import OnnxModelInfo, SchemaError
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -38,6 +39,40 @@ def test_metadata_carries_classes_input_spec_and_threshold(exported: dict, cnn_r
     stored = json.loads((cnn_run / "operating_point.json").read_text())["threshold"]
     assert info.threshold == pytest.approx(stored) and info.positive_class == "dog"
     assert OnnxModelInfo.from_metadata(info.to_metadata()) == info
+    assert info.crop_fraction is None and "crop_fraction" not in json.loads(meta["input"])  # in-memory data: squash
+
+
+def test_a_crop_fraction_round_trips_and_old_metadata_has_none() -> None:
+    info = OnnxModelInfo(class_names=["a", "b"], channels=3, height=24, width=32, crop_fraction=0.875)
+    meta = info.to_metadata()
+    assert OnnxModelInfo.from_metadata(meta) == info
+    older = {**meta, "input": '{"dtype": "uint8", "layout": "NCHW", "channels": 3, "height": 24, "width": 32}'}
+    assert OnnxModelInfo.from_metadata(older).crop_fraction is None  # exports from before the key: the squash
+    with pytest.raises(SchemaError, match="crop_fraction"):
+        OnnxModelInfo.from_metadata({**meta, "input": meta["input"].replace("0.875", "1.5")})
+
+
+def test_a_shards_models_export_is_served_through_its_crop(cli_run: Path, tmp_path: Path) -> None:
+    """The crop a data=shards checkpoint stores travels in the export's metadata: onnxruntime alone (the torch-free
+    server) decodes the photo as the checkpoint does, and predicts what the checkpoint predicts."""
+    import shutil
+
+    from test_predict import wide_photo, with_crop_fraction
+
+    run_dir = tmp_path / "shards" / "runs" / "t0"
+    shutil.copytree(cli_run, run_dir)
+    best = run_dir / "checkpoints" / "best.ckpt"
+    with_crop_fraction(best, best, 0.5)
+    path = onnx_export.export(run_dir, tmp_path / "shards.onnx")["path"]
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert OnnxModelInfo.from_metadata(meta).crop_fraction == 0.5
+    served, checkpoint = load_model(path), load_model(run_dir)
+    assert served.backend == "onnxruntime" and served.metadata()["input"] == checkpoint.metadata()["input"]
+    assert served.metadata()["input"]["crop_fraction"] == 0.5
+    photo = wide_photo(tmp_path / "wide.png")
+    np.testing.assert_array_equal(served.decode(photo), checkpoint.decode(photo))
+    np.testing.assert_allclose(served.predict(served.decode(photo)[None]),
+                               checkpoint.predict(checkpoint.decode(photo)[None]), atol=1e-5)
 
 
 @pytest.mark.parametrize("batch", [1, 5])

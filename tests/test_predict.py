@@ -1,4 +1,5 @@
-"""python -m lit_vision.predict: several models, folders/globs, true labels, ensembles, unreadable files."""
+"""python -m lit_vision.predict: several models, folders/globs, true labels, ensembles, unreadable files; a
+data=shards model's photos decoded through its evaluation crop."""
 
 from __future__ import annotations
 
@@ -116,3 +117,61 @@ def test_a_binary_run_decides_at_its_stored_operating_point(cnn_run: Path, pets_
     out = tmp_path / "decided.csv"
     run(["-m", str(run_dir), str(pets_root / "test"), "--csv", str(out)])
     assert {r["pets_cnn:pred"] for r in read_csv(out)} == {expected}
+
+
+# --- a data=shards model decodes as it was evaluated: shorter side resized, centre crop ------------------------------
+def with_crop_fraction(ckpt: Path, out: Path, fraction: float) -> Path:
+    """``ckpt`` as a data=shards run writes it: ``input_spec`` carries the evaluation view's ``crop_fraction``."""
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["hyper_parameters"]["input_spec"]["crop_fraction"] = fraction
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    return out
+
+
+def wide_photo(path: Path) -> Path:
+    """64 x 32 with a distinct left quarter: the squash keeps it, a 0.5 centre crop of a 16 px model drops it."""
+    from PIL import Image
+
+    pixels = np.full((32, 64, 3), 40, dtype=np.uint8)
+    pixels[:, :16] = (255, 0, 0)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_a_checkpoint_with_a_crop_fraction_decodes_through_the_crop(cnn_run: Path, tmp_path: Path):
+    from lit_vision.imaging import decode_image
+
+    old = load_model(cnn_run)  # a checkpoint without the key (the in-memory data): the squash, as before
+    assert old.crop_fraction is None and "crop_fraction" not in old.metadata()["input"]
+    ckpt = with_crop_fraction(cnn_run / "checkpoints" / "best.ckpt", tmp_path / "shards" / "best.ckpt", 0.5)
+    model = load_model(ckpt)
+    assert model.crop_fraction == 0.5 and model.metadata()["input"]["crop_fraction"] == 0.5
+    photo = wide_photo(tmp_path / "wide.png")
+    np.testing.assert_array_equal(model.decode(photo), decode_image(photo, 3, (16, 16), crop_fraction=0.5))
+    assert not np.array_equal(model.decode(photo), old.decode(photo))
+    assert (model.decode(photo)[0] < 100).all() and (old.decode(photo)[0, :, 0] == 255).all()
+    res = run(["-m", str(ckpt), "-m", str(cnn_run), str(photo), "--csv", str(tmp_path / "p.csv")])
+    np.testing.assert_allclose(res.probs["shards"], model.predict(model.decode(photo)[None]), atol=1e-6)
+    np.testing.assert_allclose(res.probs["pets_cnn"], old.predict(old.decode(photo)[None]), atol=1e-6)
+
+
+def test_models_that_crop_differently_are_decoded_apart(tmp_path: Path):
+    """predict decodes once per input format: the same channels and size with another crop are another format."""
+    from lit_vision.deploy.inference import predict_images
+    from lit_vision.deploy.model import DeployedModel
+
+    seen: dict[str, np.ndarray] = {}
+
+    def model(name: str, crop_fraction: float | None) -> DeployedModel:
+        def predict(images: np.ndarray) -> np.ndarray:
+            seen[name] = images
+            return np.full((len(images), 2), 0.5)
+
+        return DeployedModel(name, ["a", "b"], 3, (16, 16), predict, "test", crop_fraction=crop_fraction)
+
+    photo = wide_photo(tmp_path / "wide.png")
+    predict_images([model("squash", None), model("crop", 0.5), model("crop_again", 0.5)], [photo])
+    assert not np.array_equal(seen["squash"], seen["crop"]) and seen["crop"] is seen["crop_again"]

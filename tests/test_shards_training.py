@@ -1,6 +1,7 @@
 """Training from streaming shards (data=shards): the run's result, and exact mid-epoch resume — stopped at a step
 inside an epoch and resumed, the batches trained and history.csv equal an uninterrupted run's, with DataLoader
-worker processes decoding and a per-step schedule (OneCycle) too."""
+worker processes decoding and a per-step schedule (OneCycle) too; the checkpoint stores the evaluation crop for
+prediction."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import test_exact_resume as exact
+import torch
 
 from lit_vision.data.image_folder import split_dirs
 from lit_vision.data.preparation import PrepareSettings, prepare_shards
@@ -47,6 +49,27 @@ def test_a_shards_run_trains_tests_and_reports_its_sources(make_cfg, shard_dir: 
     sources = (shard_dir / "test" / "sources.txt").read_text().splitlines()
     assert [row.split(",")[1] for row in rows[1:]] == sources  # in the split's order, named by file
     assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] > 1 / 3  # learns the class patterns
+    ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["input_spec"]["crop_fraction"] == 0.875  # predict and serve crop as tested
+
+
+def test_the_input_spec_carries_the_evaluation_crop_only_for_shards(make_cfg, shard_dir: Path) -> None:
+    """What the checkpoint stores for prediction: a data=shards model is evaluated on a centre crop
+    (data.eval_crop_fraction), the in-memory data on the squashed image (no key: decoded as before)."""
+    from omegaconf import OmegaConf
+
+    from lit_vision.data.datamodule import VisionDataModule
+    from lit_vision.training.builders import build_datamodule, input_spec
+
+    cfg = make_cfg(*shards_run(shard_dir, "data.eval_crop_fraction=0.8"))
+    dm = build_datamodule(cfg)
+    assert dm.eval_crop_fraction == 0.8
+    spec = input_spec(OmegaConf.to_container(cfg.model, resolve=True), dm)
+    assert spec["crop_fraction"] == 0.8 and type(spec["crop_fraction"]) is float and spec["image_size"] == [16, 16]
+    cfg = make_cfg("model=dense")
+    dm = build_datamodule(cfg)
+    assert isinstance(dm, VisionDataModule) and "crop_fraction" not in input_spec(
+        OmegaConf.to_container(cfg.model, resolve=True), dm)
 
 
 @pytest.mark.parametrize("extra", [[], exact.ONECYCLE], ids=["constant", "onecycle"])

@@ -82,6 +82,17 @@ def release_after_requeue(env: dict[str, str], job: str) -> None:
     subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], env=env, capture_output=True)
 
 
+def requeue_once(env: dict[str, str], run_dir: Path) -> str:
+    """After the first epoch: USR1 to the one job, its requeue checkpoint, the requeue, and its restart now."""
+    wait_until(lambda: (run_dir / "checkpoints" / "last.ckpt").exists(), "the first epoch's checkpoint")
+    (job,) = squeue(env, "%i")
+    subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True)
+    wait_until(lambda: (run_dir / "hpc_ckpt_1.ckpt").exists(), "the requeue checkpoint", timeout=60)
+    wait_until(lambda: squeue(env, "%T") == ["PENDING"], "the requeue", timeout=60)
+    release_after_requeue(env, job)
+    return job
+
+
 def test_a_two_job_sweep_runs_on_the_cluster(slurm: dict[str, str], tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     res = run_sweep(sweep_cmd(sweep, "trainer.max_epochs=1", "trainer.limit_train_batches=4",
@@ -107,12 +118,7 @@ def test_usr1_mid_epoch_checkpoints_requeues_and_finishes_exactly(slurm: dict[st
     proc = subprocess.Popen(sweep_cmd(sweep, f"trainer.max_epochs={epochs}", "model.optimizer.lr=0.001"),
                             cwd=REPO, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run_dir = sweep / "0"
-    wait_until(lambda: (run_dir / "checkpoints" / "last.ckpt").exists(), "the first epoch's checkpoint")
-    (job,) = squeue(slurm, "%i")
-    subprocess.run(["scancel", "--signal=USR1", job], env=slurm, check=True)
-    wait_until(lambda: (run_dir / "hpc_ckpt_1.ckpt").exists(), "the requeue checkpoint", timeout=60)
-    wait_until(lambda: squeue(slurm, "%T") == ["PENDING"], "the requeue", timeout=60)
-    release_after_requeue(slurm, job)
+    job = requeue_once(slurm, run_dir)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
     record = metrics(run_dir)
@@ -219,12 +225,7 @@ def test_a_shards_run_requeued_mid_epoch_equals_the_uninterrupted_run(slurm: dic
     proc = subprocess.Popen(sweep_cmd(sweep, *same), cwd=REPO, env=slurm, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     run_dir = sweep / "0"
-    wait_until(lambda: (run_dir / "checkpoints" / "last.ckpt").exists(), "the first epoch's checkpoint")
-    (job,) = squeue(slurm, "%i")
-    subprocess.run(["scancel", "--signal=USR1", job], env=slurm, check=True)
-    wait_until(lambda: (run_dir / "hpc_ckpt_1.ckpt").exists(), "the requeue checkpoint", timeout=60)
-    wait_until(lambda: squeue(slurm, "%T") == ["PENDING"], "the requeue", timeout=60)
-    release_after_requeue(slurm, job)
+    requeue_once(slurm, run_dir)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
     assert "hpc_ckpt_1" in metrics(run_dir)["resumed_from"]

@@ -1,7 +1,8 @@
 """Decode one image exactly as training does — numpy and PIL only, so a torch-free server can import it.
 
 Training (folder sources), prediction and the HTTP service all decode through :func:`decode_image`; ``prepare``
-reads photos for streaming shards through :func:`open_upright` too. Phone photos are readable everywhere: Pillow
+reads photos for streaming shards through :func:`open_upright` too, and a model trained on those shards is served
+through :func:`resize_centre_crop`, its evaluation view. Phone photos are readable everywhere: Pillow
 reads AVIF itself, and pillow-heif (registered on import) adds HEIC/HEIF.
 """
 
@@ -73,12 +74,42 @@ def open_upright(source: Path | bytes, channels: int, short_side: int | None = N
     return img
 
 
-def decode_image(source: Path | bytes, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+def _centre_offset(image: int, crop: int) -> int:
+    """Where a centre crop of ``crop`` pixels starts on an axis of ``image`` pixels: torchvision's ``center_crop``
+    rounding (``int(round((image - crop) / 2.0))``), and its zero padding — left/top ``(crop - image) // 2`` — when
+    the crop is the larger (PIL's ``crop`` fills outside the image with zeros)."""
+    return -((crop - image) // 2) if crop > image else int(round((image - crop) / 2.0))
+
+
+def resize_centre_crop(img: Image.Image, size: tuple[int, int], crop_fraction: float) -> Image.Image:
+    """The evaluation view of ``data=shards`` (``streaming.resize_centre_crop``, timm's crop_pct) with PIL: the
+    shorter side resized to ``round(min(size) / crop_fraction)`` keeping the aspect ratio (the longer side truncated,
+    as torchvision's ``resize`` does), then the centre ``size`` (H, W) cropped, so a served photo is framed as the
+    validation and test photos were rather than squashed."""
+    shorter = int(round(min(size) / crop_fraction))
+    width, height = img.size
+    if width <= height:
+        new_w, new_h = shorter, int(shorter * height / width)
+    else:
+        new_w, new_h = int(shorter * width / height), shorter
+    if (new_w, new_h) != img.size:
+        img = img.resize((new_w, new_h), RESAMPLE)
+    top, left = _centre_offset(new_h, size[0]), _centre_offset(new_w, size[1])
+    return img.crop((left, top, left + size[1], top + size[0]))
+
+
+def decode_image(source: Path | bytes, channels: int, size: tuple[int, int] | None,
+                 crop_fraction: float | None = None) -> np.ndarray:
     """Decode a file (path) or its bytes to uint8 ``(C, H, W)``, upright (EXIF orientation applied), converted to
-    ``channels`` (any PIL mode: RGBA, palette, 16-bit, CMYK, grayscale; JPEG, PNG, HEIC, AVIF …) and resized to
-    ``size`` with :data:`RESAMPLE`; raises ``ValueError``/``OSError`` with a readable reason on any failure."""
+    ``channels`` (any PIL mode: RGBA, palette, 16-bit, CMYK, grayscale; JPEG, PNG, HEIC, AVIF …) and brought to
+    ``size`` with :data:`RESAMPLE`: squashed to it (the in-memory data's decoding), or — with ``crop_fraction``, a
+    model trained on ``data=shards`` — resized on the shorter side and centre-cropped (:func:`resize_centre_crop`),
+    as that model was validated and tested. Raises ``ValueError``/``OSError`` with a readable reason on any
+    failure."""
     img = open_upright(source, channels)
-    if size is not None and (img.height, img.width) != tuple(size):
+    if size is not None and crop_fraction is not None:
+        img = resize_centre_crop(img, size, crop_fraction)
+    elif size is not None and (img.height, img.width) != tuple(size):
         img = img.resize((size[1], size[0]), RESAMPLE)
     array = np.asarray(img, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)

@@ -28,6 +28,20 @@ from lit_vision.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+def check_by_construction(cls: type, data: Mapping[str, Any], what: str) -> None:
+    """A data module's ``check_config``: it is built from the resolved ``data`` config, which reads nothing, and its
+    ``_check()`` run; a key its constructor does not take (added with ``+data.<key>=...``) is named."""
+    args = {k: v for k, v in data.items() if k != "_target_"}
+    try:
+        module = cls(**args)
+    except TypeError as exc:
+        known = sorted(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+        unknown = sorted(set(args) - set(known))
+        raise ConfigError(f"data.{unknown[0] if unknown else ''} is not {what} ({exc}); the settings are "
+                          f"{known}") from exc
+    module._check()
+
+
 class ArrayDataset(Dataset):
     """Serves whole batches from uint8 arrays: ``__getitems__`` makes one slice per batch, not one per image."""
 
@@ -111,17 +125,8 @@ class VisionDataModule(TrainLoaderPosition, L.LightningDataModule):
     # --- checking the arguments ------------------------------------------------------------------
     @classmethod
     def check_config(cls, data: Mapping[str, Any]) -> None:
-        """Every ``data.<key>`` checked before any data is read (:func:`lit_vision.config.validate_config`): the
-        module is built from the resolved ``data`` config, which reads nothing, and its arguments checked."""
-        args = {k: v for k, v in data.items() if k != "_target_"}
-        try:
-            module = cls(**args)
-        except TypeError as exc:  # a key the data module does not take (added with +data.<key>=...)
-            known = sorted(p for p in inspect.signature(cls.__init__).parameters if p != "self")
-            unknown = sorted(set(args) - set(known))
-            raise ConfigError(f"data.{unknown[0] if unknown else ''} is not a data setting ({exc}); the data "
-                              f"settings are {known}") from exc
-        module._check()
+        """Every ``data.<key>`` checked before any data is read (:func:`lit_vision.config.validate_config`)."""
+        check_by_construction(cls, data, "a data setting")
 
     def _check(self) -> dict[str, Any]:
         """Validate the arguments and work out the loader's keyword arguments (once)."""

@@ -14,7 +14,6 @@ view of the same shards, resized on the shorter side and centre-cropped. Flips, 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import warnings
@@ -32,6 +31,7 @@ from torchvision.transforms.v2 import functional as F
 
 from lit_vision.checks import flag, non_negative_int, positive_int, seed_value
 from lit_vision.data.augment import AugmentConfig, to_float, transfer_batch
+from lit_vision.data.datamodule import check_by_construction
 from lit_vision.data.loader_state import TrainLoaderPosition
 from lit_vision.data.mapping import class_weights
 from lit_vision.data.shards import ShardsCorruptError, ShardSet, open_shards
@@ -253,15 +253,7 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
     # --- checking the arguments ------------------------------------------------------------------
     @classmethod
     def check_config(cls, data: Mapping[str, Any]) -> None:
-        args = {k: v for k, v in data.items() if k != "_target_"}
-        try:
-            module = cls(**args)
-        except TypeError as exc:
-            known = sorted(p for p in inspect.signature(cls.__init__).parameters if p != "self")
-            unknown = sorted(set(args) - set(known))
-            raise ConfigError(f"data.{unknown[0] if unknown else ''} is not a setting of data=shards ({exc}); its "
-                              f"settings are {known}") from exc
-        module._check()
+        check_by_construction(cls, data, "a setting of data=shards")
 
     def _check(self) -> None:
         if self.transform is not None:
@@ -333,6 +325,13 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
     def image_size(self) -> list[int]:
         assert self.transform is not None
         return list(self.transform.image_size)
+
+    @property
+    def eval_crop_fraction(self) -> float:
+        """The evaluation view's crop (``data.eval_crop_fraction``): ``builders.input_spec`` stores it in the
+        checkpoint, so predict, serve and the ONNX export decode photos as validation and test did."""
+        assert self.transform is not None
+        return self.transform.eval_crop_fraction
 
     def class_weights(self) -> list[float] | None:
         if not self.class_weighting:

@@ -37,6 +37,13 @@ def input_format(model: Any) -> tuple[int, tuple[int, int]]:
     return int(spec["channels"]), (int(spec["image_size"][0]), int(spec["image_size"][1]))
 
 
+def crop_fraction_of(model: Any) -> float | None:
+    """The evaluation view's centre crop a ``data=shards`` checkpoint stores (``input_spec["crop_fraction"]``);
+    None for the in-memory data and for checkpoints written before the key existed: their images are squashed."""
+    fraction = model.hparams.input_spec.get("crop_fraction")
+    return None if fraction is None else float(fraction)
+
+
 def tta_of(model: Any) -> dict[str, Any]:
     """The test-time augmentation ``eval_logits`` applies: the model's setting (``evaluate tta=…`` may override
     the checkpoint's), else the checkpoint's ``model.tta``."""
@@ -52,7 +59,7 @@ def from_classifier(model: Any, name: str = "", source: str = "", threshold: flo
         return probabilities(model, images, batch_size)
 
     return DeployedModel(name, list(model.class_names), channels, size, predict, "pytorch", source, threshold,
-                         tta_of(model))
+                         tta_of(model), crop_fraction_of(model))
 
 
 def load_checkpoint(ckpt: Path, where: str, device: str = "cpu", batch_size: int = 256) -> DeployedModel:
@@ -77,7 +84,7 @@ def load_xgboost(run_dir: Path, where: str, device: str = "cpu", batch_size: int
 
     channels, size = input_format(model)
     return DeployedModel(run_name(run_dir), list(meta["class_names"]), channels, size, predict, "xgboost",
-                         str(run_dir))
+                         str(run_dir), crop_fraction=crop_fraction_of(model))
 
 
 def load(path: Path, where: str, device: str = "cpu", batch_size: int = 256) -> DeployedModel:

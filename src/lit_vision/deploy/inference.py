@@ -1,6 +1,7 @@
 """Classify image files with one or more deployed models (:mod:`lit_vision.deploy.model`), and their ensembles.
 
-Every model decodes the files as training did (channels and size come from the model), predicts with its own
+Every model decodes the files as evaluation did (channels, size and — ``data=shards`` models — the centre crop
+come from the model), predicts with its own
 evaluation path (test-time augmentation included) and decides at its stored operating point. numpy only: the
 backends import what they need.
 """
@@ -70,15 +71,16 @@ class Results:
         return decide(probs, self.thresholds.get(model))
 
 
-def decode_for(paths: Sequence[Path], channels: int, size: tuple[int, int],
-               unreadable: dict[Path, str]) -> tuple[np.ndarray, list[int]]:
-    """Decode every readable file like the data pipeline did (PIL convert + bilinear resize to the model's size)."""
+def decode_for(paths: Sequence[Path], channels: int, size: tuple[int, int], unreadable: dict[Path, str],
+               crop_fraction: float | None = None) -> tuple[np.ndarray, list[int]]:
+    """Decode every readable file like the evaluation pipeline did (PIL convert + bilinear resize to the model's
+    size; with ``crop_fraction``, the shorter side resized and the centre cropped)."""
     arrays, rows = [], []
     for i, path in enumerate(paths):
         if path in unreadable:
             continue
         try:
-            arrays.append(decode_image(path, channels, size))
+            arrays.append(decode_image(path, channels, size, crop_fraction))
             rows.append(i)
         except Exception as exc:  # noqa: BLE001 - every reason is reported per file, the rest still predicted
             unreadable[path] = f"{type(exc).__name__}: {exc}"
@@ -90,11 +92,11 @@ def predict_images(predictors: Sequence[DeployedModel], paths: Sequence[Path]) -
     names = predictors[0].class_names
     shared = names if all(p.class_names == names for p in predictors) else None
     res = Results(list(paths), shared)
-    decoded: dict[tuple[int, tuple[int, int]], tuple[np.ndarray, list[int]]] = {}
-    for pred in predictors:
-        key = (pred.channels, pred.image_size)
+    decoded: dict[tuple[int, tuple[int, int], float | None], tuple[np.ndarray, list[int]]] = {}
+    for pred in predictors:  # models that decode alike share one decoding
+        key = (pred.channels, pred.image_size, pred.crop_fraction)
         if key not in decoded:
-            decoded[key] = decode_for(paths, pred.channels, pred.image_size, res.unreadable)
+            decoded[key] = decode_for(paths, pred.channels, pred.image_size, res.unreadable, pred.crop_fraction)
         images, rows = decoded[key]
         probs = np.full((len(paths), len(pred.class_names)), np.nan)
         if rows:

@@ -2,7 +2,8 @@
 own ``predictions.csv``.
 
 A :class:`DeployedModel` is the evaluation path of a trained classifier, end to end: decode a file as training
-decoded it (:func:`lit_vision.imaging.decode_image`: EXIF, channels, resize to the trained size) → test-time
+decoded it (:func:`lit_vision.imaging.decode_image`: EXIF, channels, resize to the trained size — or, for a
+``data=shards`` model, its evaluation view: shorter side resized, centre crop at ``crop_fraction``) → test-time
 augmentation views → net → class probabilities → the decision at the run's stored operating point. Backends:
 
 * a checkpoint (a run dir's ``checkpoints/best.ckpt``, a ``.ckpt``, an XGBoost run dir): PyTorch,
@@ -52,10 +53,14 @@ class DeployedModel:
     source: str = ""
     threshold: float | None = None  # binary runs: P(positive) at or above it is positive (operating_point.json)
     tta: dict[str, Any] = field(default_factory=lambda: {"hflip": False, "translate": 0})
+    #: ``data=shards`` models: evaluated on the centre crop of the shorter side resized to image_size / crop_fraction;
+    #: None (in-memory data, older checkpoints and exports): the whole image squashed to image_size
+    crop_fraction: float | None = None
 
     def decode(self, source: Path | bytes) -> np.ndarray:
-        """One file (path or bytes) → uint8 ``(C, H, W)`` exactly as training decoded it."""
-        return decode_image(source, self.channels, self.image_size)
+        """One file (path or bytes) → uint8 ``(C, H, W)`` exactly as evaluation saw it (squashed, or centre-cropped
+        at :attr:`crop_fraction`)."""
+        return decode_image(source, self.channels, self.image_size, self.crop_fraction)
 
     def decisions(self, probs: np.ndarray) -> np.ndarray:
         """Class index per row: the stored threshold on P(positive) for a binary run that has one, else argmax."""
@@ -70,6 +75,8 @@ class DeployedModel:
         meta = {"model": self.name, "backend": self.backend, "classes": self.class_names,
                 "input": {"channels": self.channels, "height": self.image_size[0], "width": self.image_size[1]},
                 "tta": dict(self.tta), "threshold": self.threshold}
+        if self.crop_fraction is not None:
+            meta["input"]["crop_fraction"] = self.crop_fraction
         if self.threshold is not None:
             meta["positive_class"] = self.class_names[1]
         return meta
@@ -144,4 +151,4 @@ def load_onnx(path: Path, where: str | None = None, batch_size: int = 256) -> De
         return np.concatenate(out) if out else np.zeros((0, len(info.class_names)), np.float32)
 
     return DeployedModel(path.stem, info.class_names, info.channels, (info.height, info.width), predict,
-                         "onnxruntime", str(path), info.threshold, dict(info.tta))
+                         "onnxruntime", str(path), info.threshold, dict(info.tta), info.crop_fraction)

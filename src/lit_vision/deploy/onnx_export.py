@@ -1,11 +1,12 @@
 """A trained classifier as an ONNX model that needs nothing but onnxruntime: uint8 images in, probabilities out.
 
 The graph is the checkpoint's evaluation path: it takes ``uint8 (N, C, H, W)`` at the trained size (no resizing:
-the caller decodes and resizes as training did), and runs ``ImageClassifier.eval_logits`` — the test-time
+the caller decodes and resizes as evaluation did), and runs ``ImageClassifier.eval_logits`` — the test-time
 augmentation views of ``model.tta`` (flips and reflect-padded pixel shifts, plain tensor ops, the same
 ``recipes.tta_views`` code), normalisation and the net, logits averaged over the views exactly as evaluation
-averages them — then ``ImageClassifier.probabilities``; the batch axis is dynamic. Class names, the input spec,
-the TTA setting and (binary runs) the operating point's threshold travel in the model's metadata
+averages them — then ``ImageClassifier.probabilities``; the batch axis is dynamic. Class names, the input spec
+(with a ``data=shards`` model's ``crop_fraction``, so the torch-free server crops as evaluation did), the TTA
+setting and (binary runs) the operating point's threshold travel in the model's metadata
 (:mod:`lit_vision.deploy.onnx_schema`). Every export checks itself against the checkpoint backend of
 :mod:`lit_vision.deploy.model` (the path the run's test metrics and ``predictions.csv`` came from) on the run's own
 test images (:func:`check_parity`).
@@ -57,7 +58,8 @@ def model_info(model: Any, threshold: float | None, source: Path) -> OnnxModelIn
                          height=int(spec["image_size"][0]), width=int(spec["image_size"][1]),
                          mean=[float(v) for v in spec["mean"]], std=[float(v) for v in spec["std"]],
                          tta=checkpoint_backend.tta_of(model), model=str(model.net_name),
-                         source_checkpoint=str(source), threshold=threshold)
+                         source_checkpoint=str(source), threshold=threshold,
+                         crop_fraction=checkpoint_backend.crop_fraction_of(model))
 
 
 def export_onnx(model: Any, ckpt: Path, out: Path, threshold: float | None) -> Path:

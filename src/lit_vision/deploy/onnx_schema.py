@@ -41,15 +41,20 @@ class OnnxModelInfo:
     model: str = ""
     source_checkpoint: str = ""
     threshold: float | None = None
+    #: ``data=shards`` models: decode as evaluated (shorter side to min(size) / crop_fraction, centre crop); exports
+    #: without it (in-memory data, files written before the key) squash the image to (height, width)
+    crop_fraction: float | None = None
 
     @property
     def positive_class(self) -> str | None:
         return self.class_names[1] if self.threshold is not None and len(self.class_names) == 2 else None
 
     def to_metadata(self) -> dict[str, str]:
-        meta = {CLASS_NAMES: json.dumps(list(self.class_names)),
-                INPUT: json.dumps({"dtype": "uint8", "layout": "NCHW", "channels": int(self.channels),
-                                   "height": int(self.height), "width": int(self.width)}),
+        spec: dict[str, Any] = {"dtype": "uint8", "layout": "NCHW", "channels": int(self.channels),
+                                "height": int(self.height), "width": int(self.width)}
+        if self.crop_fraction is not None:
+            spec["crop_fraction"] = float(self.crop_fraction)
+        meta = {CLASS_NAMES: json.dumps(list(self.class_names)), INPUT: json.dumps(spec),
                 NORMALIZATION: json.dumps({"mean": list(self.mean), "std": list(self.std)}),
                 TTA: json.dumps(dict(self.tta)), MODEL: str(self.model), SOURCE: str(self.source_checkpoint)}
         if self.threshold is not None:
@@ -60,7 +65,8 @@ class OnnxModelInfo:
     @classmethod
     def from_metadata(cls, meta: Mapping[str, str]) -> OnnxModelInfo:
         """Read :meth:`to_metadata`'s keys back; raises :class:`SchemaError` naming what is missing or unreadable.
-        Exports written before the ``tta`` key existed had no test-time augmentation in the graph."""
+        Exports written before the ``tta`` key existed had no test-time augmentation in the graph; those without
+        ``input.crop_fraction`` squash the image to the input size."""
         missing = [k for k in REQUIRED if k not in meta]
         if missing:
             raise SchemaError(f"no {'/'.join(missing)} metadata")
@@ -72,6 +78,17 @@ class OnnxModelInfo:
                        std=list(norm.get("std", [])),
                        tta=dict(json.loads(meta.get(TTA, '{"hflip": false, "translate": 0}'))),
                        model=meta.get(MODEL, ""), source_checkpoint=meta.get(SOURCE, ""),
-                       threshold=float(meta[THRESHOLD]) if THRESHOLD in meta else None)
+                       threshold=float(meta[THRESHOLD]) if THRESHOLD in meta else None,
+                       crop_fraction=_crop_fraction(spec.get("crop_fraction")))
         except (ValueError, KeyError, TypeError) as exc:
             raise SchemaError(f"unreadable metadata ({type(exc).__name__}: {exc})") from exc
+
+
+def _crop_fraction(value: Any) -> float | None:
+    """``input.crop_fraction``: absent (squash), or a number in (0, 1]."""
+    if value is None:
+        return None
+    fraction = float(value)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"input.crop_fraction={value!r} is not in (0, 1]")
+    return fraction

@@ -3,7 +3,7 @@
 
 An exported ``.onnx`` model is served with onnxruntime alone (this module imports neither torch nor Lightning for
 it); a run dir or ``.ckpt`` with its checkpoint backend. Either way it is the run's evaluation path: every upload is
-decoded exactly as training decoded images (:meth:`DeployedModel.decode`), test-time augmentation is applied, and
+decoded exactly as evaluation decoded images (:meth:`DeployedModel.decode`), test-time augmentation is applied, and
 the decision is taken at the run's operating point. All images of a request are classified as one batch, and
 inference runs in a worker thread so the event loop keeps answering. Bad input is answered with a 4xx JSON error
 naming the problem, never with a crash.

@@ -38,7 +38,8 @@ def build_datamodule(cfg: DictConfig) -> VisionDataModule:
 
 
 def input_spec(model_cfg: dict[str, Any], dm: VisionDataModule) -> dict[str, Any]:
-    """Channels, size and normalisation the net expects; saved in the checkpoint for prediction."""
+    """Channels, size and normalisation the net expects, and (``data=shards``) the evaluation view's
+    ``crop_fraction``; saved in the checkpoint for prediction, which decodes images as evaluation did."""
     normalize = model_cfg["normalize"]
     channels = dm.channels
     net_data = net_data_config(model_cfg, channels) if "net" in (normalize, model_cfg["input_size"]) else {}
@@ -55,8 +56,12 @@ def input_spec(model_cfg: dict[str, Any], dm: VisionDataModule) -> dict[str, Any
     size = model_cfg["input_size"] or dm.image_size
     size = net_data["image_size"] if size == "net" else size
     size = [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
-    return {"channels": channels, "image_size": size, "mean": [float(m) for m in mean],
+    spec = {"channels": channels, "image_size": size, "mean": [float(m) for m in mean],
             "std": [float(s) for s in std]}
+    crop_fraction = getattr(dm, "eval_crop_fraction", None)
+    if crop_fraction is not None:  # data=shards evaluates a centre crop: deployment must decode the same view
+        spec["crop_fraction"] = float(crop_fraction)
+    return spec
 
 
 def net_data_config(model_cfg: dict[str, Any], channels: int) -> dict[str, Any]:
