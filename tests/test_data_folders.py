@@ -161,11 +161,14 @@ def test_without_a_crop_fraction_the_image_is_squashed_as_before(tmp_path):
     (90, 90, [16, 32], 1.0),  # the crop wider than the resized image: zero padding, as torchvision pads
 ])
 def test_the_crop_geometry_is_torchvisions(tmp_path, width, height, size, fraction):
-    pixels = bordered_photo(tmp_path / "p.png", width, height)
+    """On noise a crop one pixel off differs by tens of levels; PIL's antialiased bilinear and torchvision's (a port
+    of it) then differ by rounding only."""
+    pixels = np.random.default_rng(width).integers(1, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
     image = decode_image(tmp_path / "p.png", 3, tuple(size), crop_fraction=fraction)
     want = torchvision_view(pixels, size, fraction)
     assert image.shape == want.shape == (3, *size)
-    assert np.abs(image.astype(float) - want).mean() < 3
+    assert np.abs(image.astype(float) - want).mean() < 0.5
     np.testing.assert_array_equal((image == 0).all(0), (want == 0).all(0))  # the same padded columns, if any
 
 
