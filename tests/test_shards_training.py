@@ -75,8 +75,10 @@ def test_the_input_spec_carries_the_evaluation_crop_only_for_shards(make_cfg, sh
 @pytest.mark.parametrize("extra", [[], exact.ONECYCLE], ids=["constant", "onecycle"])
 def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(make_cfg, shard_dir: Path, tmp_path: Path,
                                                             extra: list[str]) -> None:
+    """Stopped at step 15 (mid-epoch 1), resumed, and trained on through epoch 2 (a fresh epoch after the resumed
+    one): the same batches and history as one uninterrupted run."""
     recorder = ["+callbacks.record._target_=test_exact_resume.RecordBatches", "test=false", "validate_best=false",
-                *extra]
+                "trainer.max_epochs=3", *extra]
     exact.SEEN.clear()
     whole = make_cfg(*shards_run(shard_dir, *recorder))
     exact.run(whole)
@@ -90,9 +92,24 @@ def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(make_cfg, shard_dir:
         exact.run(make_cfg(*shards_run(shard_dir, *recorder, steps, "+callbacks.stop._target_=test_exact_resume.StopAt",
                                        "+callbacks.stop.step=15")))
     record = exact.run(make_cfg(*shards_run(shard_dir, *recorder, steps, "ckpt_path=last")))
+    assert record["resumed_from"].endswith("last.ckpt") and record["global_step"] == 33
+    assert len(uninterrupted) == 33 and exact.SEEN == uninterrupted  # the same crops, in the same order
+    assert exact.history_without_times(run_dir) == history and len(history) == 3
+
+
+def test_resumed_from_an_end_of_epoch_checkpoint_equals_uninterrupted(make_cfg, shard_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """last.ckpt after epoch 0 (every sample of the epoch served, the last batch short) resumes at epoch 1's start,
+    in epoch 1's order."""
+    whole = make_cfg(*shards_run(shard_dir, "test=false", "validate_best=false"))
+    exact.run(whole)
+    run_dir = Path(whole.paths.output_dir)
+    history = exact.history_without_times(run_dir)
+    os.rename(run_dir, tmp_path / "uninterrupted")
+    exact.run(make_cfg(*shards_run(shard_dir, "test=false", "validate_best=false", "trainer.max_epochs=1")))
+    record = exact.run(make_cfg(*shards_run(shard_dir, "test=false", "validate_best=false", "ckpt_path=last")))
     assert record["resumed_from"].endswith("last.ckpt") and record["global_step"] == 22
-    assert len(uninterrupted) == 22 and exact.SEEN == uninterrupted  # the same crops, in the same order
-    assert exact.history_without_times(run_dir) == history and len(history) == 2
+    assert exact.history_without_times(run_dir) == history
 
 
 def test_train_is_written_in_a_seeded_shuffled_order(shard_dir: Path) -> None:

@@ -230,8 +230,9 @@ def test_a_shards_run_requeued_mid_epoch_equals_the_uninterrupted_run(slurm: dic
     assert proc.returncode == 0, out[-4000:]
     assert "hpc_ckpt_1" in metrics(run_dir)["resumed_from"]
 
-    local = [a for a in sweep_cmd(sweep, *same) if a != "-m" and not a.startswith(("hydra/launcher=", "hydra.launcher.",
-                                                                                   "hydra.sweep.dir="))]
+    python, module, train, *args = sweep_cmd(sweep, *same)  # the same run, without the multirun and its launcher
+    local = [python, module, train, *(a for a in args if a != "-m" and not a.startswith(
+        ("hydra/launcher=", "hydra.launcher.", "hydra.sweep.dir=")))]
     whole = tmp_path / "whole"
     env = {k: v for k, v in slurm.items() if not k.startswith("SLURM")}
     res = subprocess.run([*local, f"hydra.run.dir={whole}"], cwd=REPO, env=env, capture_output=True, text=True,

@@ -136,6 +136,28 @@ class TrainShards(StreamingDataset):
             raise _read_error(self.shards_root, "train", chunk, position, exc) from exc
 
 
+class ShardsLoader(StreamingDataLoader):
+    """LitData's loader, resumed mid-epoch under Lightning for that epoch only.
+
+    LitData leaves "resuming" on until an epoch's iterator runs to its end, but Lightning stops reading at the
+    loader's known length: the epoch after a resumed one would replay the stale position (and fail, "num_samples_
+    yielded ... greater than the dataset length"). A loaded position is used for the first epoch iterated after it
+    was loaded, and only that one.
+    """
+
+    _resuming = False
+
+    def load_state_dict(self, obj: dict[str, Any]) -> None:
+        super().load_state_dict(obj)
+        self._resuming = bool(self.restore)
+
+    def __iter__(self) -> Any:
+        if self.restore and not self._resuming:
+            self.restore = False  # the resumed epoch was served: this one starts afresh
+        self._resuming = False
+        return super().__iter__()
+
+
 class EvalShards(Dataset):
     """A split read in order (map-style), each sample decoded, resized and centre-cropped."""
 
@@ -380,12 +402,12 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
     def group_train_batches(self, steps: int) -> None:
         self.batches_per_step = positive_int(steps, "steps_per_execution")
 
-    def train_dataloader(self) -> StreamingDataLoader:
+    def train_dataloader(self) -> ShardsLoader:
         assert self.transform is not None
         world, pin = self._world()
         dataset = TrainShards(self._require(), self.transform, drop_last=world > 1)
-        loader = StreamingDataLoader(dataset, batch_size=self.batch_size * self.batches_per_step,
-                                     num_workers=self._workers(), pin_memory=pin)
+        loader = ShardsLoader(dataset, batch_size=self.batch_size * self.batches_per_step,
+                              num_workers=self._workers(), pin_memory=pin)
         return self.track_train_loader(loader)
 
     def _eval_loader(self, split: ShardSplit | None) -> DataLoader:
