@@ -221,7 +221,7 @@ def test_shard_memory_trains_on_two_sizes_of_shard_set(tmp_path: Path) -> None:
     output = run([sys.executable, BENCH / "shard_memory.py", "--smoke", "--json", out], timeout=300)
     report = json.loads(out.read_text())
     small, large = report["rows"]
-    assert large["train_images"] == 4 * small["train_images"] and large["shard_gb"] > 3 * small["shard_gb"]
+    assert large["train_images"] > 3 * small["train_images"] and large["shard_gb"] > 3 * small["shard_gb"]
     assert all(r["peak_pss_tree"] > 50 * 2**20 and r["peak_rss_main"] > 50 * 2**20 for r in report["rows"]), report
     assert "largest / smallest set, peak PSS" in output
     assert report["ratio"] == pytest.approx(large["peak_pss_tree"] / small["peak_pss_tree"])
