@@ -114,7 +114,18 @@ def synthetic_roots(tmp_path_factory: pytest.TempPathFactory, cifar_folders: Pat
     fer = write_fer_folders(tmp_path_factory.mktemp("fer"), train={c: 10 for c in FER_CLASSES},
                             test={c: 3 for c in FER_CLASSES})
     return {"mnist": idx, "fashion_mnist": idx, "fer2013": fer, "fer_happy_sad": fer,
-            "fer_happy_sad_weighted": fer, "cifar10": cifar_folders, "cifar_horse": cifar_folders}
+            "fer_happy_sad_weighted": fer, "cifar10": cifar_folders, "cifar_horse": cifar_folders,
+            "shards": prepared_shards(cifar_folders, tmp_path_factory.mktemp("shards") / "cifar")}
+
+
+def prepared_shards(folder: Path, out: Path) -> Path:
+    """``python -m lit_vision.prepare`` of an image folder (library call, one process), for ``data=shards``."""
+    from lit_vision.data.image_folder import split_dirs
+    from lit_vision.data.preparation import PrepareSettings, prepare_shards
+
+    settings = PrepareSettings(short_side=32, quality=90, channels=3, skip_corrupt=False, val_fraction=0.1,
+                               use_source_val=True, seed=0)
+    return prepare_shards(split_dirs(folder), out, settings, workers=1, command="tests").root
 
 
 # --- one small trained CNN run and an XGBoost run on its embeddings, shared by every test module (once per session)

@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from lit_vision.commands.train import run
-from lit_vision.data import augment, datamodule
+from lit_vision.data import augment
 from lit_vision.data.augment import (
     TRIVIAL_AUGMENT_OPS,
     AugmentConfig,
@@ -205,7 +205,7 @@ def test_a_training_run_with_trivial_augment_and_erasing(make_cfg, monkeypatch) 
         seen["erasing"].append((x.dtype, p))
         return batch_random_erasing(x, p)
 
-    monkeypatch.setattr(datamodule, "trivial_augment", spy_trivial)
+    monkeypatch.setattr(augment, "trivial_augment", spy_trivial)
     monkeypatch.setattr(augment, "batch_random_erasing", spy_erasing)
     record = run(make_cfg(*FAST, "data.augment.trivial_augment=true", "data.augment.random_erasing=0.25"))
     assert "test/acc" in record

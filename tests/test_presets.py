@@ -19,7 +19,7 @@ GROUPS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml") if not p.stem.
 def test_every_group_option_composes(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}")
     assert cfg.trainer._target_.endswith("Trainer")
-    assert cfg.data.source and cfg.model.net.name
+    assert cfg.data._target_ and cfg.data.name and cfg.model.net.name
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -53,7 +53,7 @@ def run_test_set(cfg, record) -> list[int]:
 FIXED_EPOCH_PRESETS = ["fashion_cnn", "fashion_cnn_final", "fashion_dense", "fer_backbone_pretrain", "fer_custom_cnn",
                        "fer_custom_cnn_aug", "fer_vgg16", "horse_cnn", "horse_cnn_aug", "mnist_cnn", "mnist_dense_mse",
                        "cifar10_fast", "fashion_best", "mnist_best", "fer2013_best", "fer_happy_sad_best",
-                       "cifar10_best"]
+                       "cifar10_best", "photo_finetune"]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -74,7 +74,7 @@ def test_early_stopping_is_off_by_absence_not_by_patience(make_cfg, experiment):
 # cnn_optuna: "for any ConvNet preset"
 SEARCHES = [("fashion_optuna", "fashion_cnn_final"), ("fashion_lr_dropout_batch", "fashion_cnn")] + [
     ("cnn_optuna", e) for e in EXPERIMENTS
-    if not e.startswith(("fashion_dense", "mnist_dense", "fer_vgg", "fer_backbone"))]
+    if not e.startswith(("fashion_dense", "mnist_dense", "fer_vgg", "fer_backbone", "photo_finetune"))]
 
 
 @pytest.mark.parametrize("search,experiment", SEARCHES)
