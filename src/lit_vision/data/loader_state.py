@@ -16,31 +16,46 @@ from __future__ import annotations
 
 from typing import Any
 
-#: the data module's checkpoint entry holding the training loader's position
+#: the data module's checkpoint entries: the training loader's position, and whether its epoch was over
 KEY = "train_loader"
+EPOCH_OVER = "epoch_over"
 
 
 class TrainLoaderPosition:
-    """Mixin for a LightningDataModule: remembers the training loader it built and checkpoints its position."""
+    """Mixin for a LightningDataModule: remembers the training loader it built and checkpoints its position.
+
+    A checkpoint at an epoch's end (or after its last batch; a ``limit_train_batches`` epoch ends before its loader
+    does) resumes with the next epoch: the loader is not positioned (Lightning positions none either), but a loader
+    that counts epochs itself is told which one ended (``continue_after``)."""
 
     _train_loader: Any = None
-    _pending_position: dict[str, Any] | None = None
+    _pending: tuple[dict[str, Any], bool] | None = None
 
     def track_train_loader(self, loader: Any) -> Any:
         """Call on the training loader as it is returned: a position restored from a checkpoint is applied to it."""
         self._train_loader = loader
-        if self._pending_position is not None and hasattr(loader, "load_state_dict"):
-            loader.load_state_dict(self._pending_position)
-            self._pending_position = None
+        if self._pending is not None:
+            position, epoch_over = self._pending
+            self._pending = None
+            if not epoch_over and hasattr(loader, "load_state_dict"):
+                loader.load_state_dict(position)
+            elif epoch_over and hasattr(loader, "continue_after"):
+                loader.continue_after(position)
         return loader
 
     def state_dict(self) -> dict[str, Any]:
         loader = self._train_loader
         if loader is None or not hasattr(loader, "state_dict"):
             return {}
-        return {KEY: loader.state_dict()}
+        return {KEY: loader.state_dict(), EPOCH_OVER: self._epoch_over()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending_position = state_dict.get(KEY)
-        if self._pending_position is not None and self._train_loader is not None:
+        if KEY not in state_dict:
+            return
+        self._pending = (state_dict[KEY], bool(state_dict.get(EPOCH_OVER, False)))
+        if self._train_loader is not None:
             self.track_train_loader(self._train_loader)
+
+    def _epoch_over(self) -> bool:
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and bool(trainer.fit_loop.epoch_loop.done)

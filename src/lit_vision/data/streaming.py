@@ -137,12 +137,15 @@ class TrainShards(StreamingDataset):
 
 
 class ShardsLoader(StreamingDataLoader):
-    """LitData's loader, resumed mid-epoch under Lightning for that epoch only.
+    """LitData's loader, resumed in step with Lightning.
 
-    LitData leaves "resuming" on until an epoch's iterator runs to its end, but Lightning stops reading at the
-    loader's known length: the epoch after a resumed one would replay the stale position (and fail, "num_samples_
-    yielded ... greater than the dataset length"). A loaded position is used for the first epoch iterated after it
-    was loaded, and only that one.
+    * LitData counts epochs itself (they seed its shuffle and our crops) and Lightning cannot set them (it sets a
+      sampler's epoch; this loader has none). A run resumed from a checkpoint at an epoch's end gets the saved
+      count through :meth:`continue_after`, so it reads the next epoch's order, not the first epoch's again.
+    * LitData leaves "resuming" on until an epoch's iterator runs to its end, but Lightning stops reading at the
+      loader's known length: the epoch after a resumed one would replay the stale position (and fail, "num_samples_
+      yielded ... greater than the dataset length"). A loaded position serves the first epoch iterated after it
+      was loaded, and only that one.
     """
 
     _resuming = False
@@ -150,6 +153,11 @@ class ShardsLoader(StreamingDataLoader):
     def load_state_dict(self, obj: dict[str, Any]) -> None:
         super().load_state_dict(obj)
         self._resuming = bool(self.restore)
+
+    def continue_after(self, obj: dict[str, Any]) -> None:
+        """The saved epoch is over: the next iteration starts the epoch after it, from its start."""
+        self.current_epoch = int(obj["current_epoch"])  # LitData adds 1 as an iteration starts
+        self.restore = self._resuming = False
 
     def __iter__(self) -> Any:
         if self.restore and not self._resuming:
