@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -134,6 +135,15 @@ class TrainShards(StreamingDataset):
             if chunk is None:
                 raise
             raise _read_error(self.shards_root, "train", chunk, position, exc) from exc
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a worker leaves SIGTERM to its training process. SLURM sends SIGTERM to every
+    process of a job it requeues; a worker killed by it makes the training process fail ("DataLoader worker is
+    killed by signal") and record the requeued run as failed, while the training process itself waits for the
+    requeue. A worker still ends with its training process (PyTorch's workers watch their parent)."""
+    del worker_id
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class ShardsLoader(StreamingDataLoader):
@@ -415,7 +425,7 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
         world, pin = self._world()
         dataset = TrainShards(self._require(), self.transform, drop_last=world > 1)
         loader = ShardsLoader(dataset, batch_size=self.batch_size * self.batches_per_step,
-                              num_workers=self._workers(), pin_memory=pin)
+                              num_workers=self._workers(), pin_memory=pin, worker_init_fn=ignore_sigterm)
         return self.track_train_loader(loader)
 
     def _eval_loader(self, split: ShardSplit | None) -> DataLoader:
@@ -423,7 +433,7 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
             raise ConfigError(f"{self._require().root} has no test split; prepare shards from a folder with test/")
         _, pin = self._world()
         return DataLoader(split.images.data, batch_size=self.eval_batch_size, shuffle=False,
-                          num_workers=self._workers(), pin_memory=pin)
+                          num_workers=self._workers(), pin_memory=pin, worker_init_fn=ignore_sigterm)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set)
