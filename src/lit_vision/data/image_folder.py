@@ -197,21 +197,27 @@ def split_dirs(root: str | Path | None, train_dirs: Sequence[str | Path] | str |
     return out
 
 
+def list_folders(roots: Sequence[Path], class_names: Sequence[str]) -> tuple[list[Path], np.ndarray]:
+    """The image files of one or more ``<root>/<class>/*`` folders, concatenated in order (:func:`list_files` each);
+    a folder with a class folder the classes do not name is refused (its images would be dropped silently)."""
+    paths: list[Path] = []
+    labels: list[np.ndarray] = []
+    for root in roots:
+        extra = sorted(set(list_class_folders(root)) - set(class_names))
+        if extra:
+            raise DataNotFoundError(f"{root} has class folders {extra} that {roots[0]} does not have; "
+                                    f"every folder must share the classes {list(class_names)}")
+        p, y = list_files(root, class_names)
+        paths += p
+        labels.append(y)
+    return paths, np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+
 def load_image_folders(dirs: Sequence[str | Path], channels: int, size: tuple[int, int] | None,
                        class_names: Sequence[str] | None = None, skip_corrupt: bool = False,
                        description: str = "decoding images") -> ImageArrays:
     """Concatenate one or more ``<dir>/<class>/*`` folders (notebook 001 trains on four)."""
     roots = [Path(d).expanduser() for d in dirs]
     names = list(class_names) if class_names is not None else list_class_folders(roots[0])
-    paths: list[Path] = []
-    labels: list[np.ndarray] = []
-    for root in roots:
-        found = list_class_folders(root)
-        extra = sorted(set(found) - set(names))
-        if extra:
-            raise DataNotFoundError(f"{root} has class folders {extra} that {roots[0]} does not have; "
-                                    f"every folder must share the classes {names}")
-        p, y = list_files(root, names)
-        paths += p
-        labels.append(y)
-    return decode_files(paths, np.concatenate(labels), names, channels, size, skip_corrupt, description)
+    paths, labels = list_folders(roots, names)
+    return decode_files(paths, labels, names, channels, size, skip_corrupt, description)

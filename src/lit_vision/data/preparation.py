@@ -15,9 +15,8 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lit_vision.data import shards
-from lit_vision.data.image_folder import list_class_folders, list_files, report_unreadable
+from lit_vision.data.image_folder import list_class_folders, list_folders, report_unreadable
 from lit_vision.data.split import stratified_split
-from lit_vision.errors import DataNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +42,8 @@ class SplitFiles:
 
 def list_split(dirs: Sequence[Path], class_names: Sequence[str]) -> SplitFiles:
     """The image files of one split's folders (non-image entries warned about, empty class folders refused)."""
-    paths: list[str] = []
-    labels: list[int] = []
-    for folder in dirs:
-        extra = sorted(set(list_class_folders(folder)) - set(class_names))
-        if extra:
-            raise DataNotFoundError(f"{folder} has class folders {extra} that {dirs[0]} does not have; every folder "
-                                    f"must share the classes {list(class_names)}")
-        found, found_labels = list_files(folder, class_names)
-        paths += [str(p) for p in found]
-        labels += found_labels.tolist()
-    return SplitFiles(paths, labels)
+    paths, labels = list_folders(dirs, class_names)
+    return SplitFiles([str(p) for p in paths], labels.tolist())
 
 
 def plan_splits(layout: dict[str, list[Path]], settings: PrepareSettings,

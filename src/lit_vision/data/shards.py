@@ -19,7 +19,6 @@ finished. This module is the one reader and writer of the format; :mod:`lit_visi
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import ImageStat
 
+from lit_vision.data.image_folder import READ_ERRORS, fingerprint, unreadable_reason
 from lit_vision.errors import ConfigError, DataNotFoundError, LitVisionError
 from lit_vision.imaging import open_upright
 
@@ -65,15 +65,6 @@ def atomic_write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def files_fingerprint(paths: Sequence[str]) -> str:
-    """Names, sizes and modification times of ``paths``: a part whose files changed is written again."""
-    h = hashlib.sha1()
-    for p in paths:
-        st = os.stat(p)
-        h.update(f"{p}|{st.st_size}|{int(st.st_mtime)}\n".encode())
-    return h.hexdigest()
-
-
 # --- writing one part (in a worker process) -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class PartJob:
@@ -93,7 +84,8 @@ class PartJob:
         return Path(self.split_dir) / "parts" / f"{self.part}.json"
 
     def fingerprint(self) -> str:
-        return files_fingerprint(self.paths)
+        """Names, sizes and modification times of the part's files: a part whose files changed is written again."""
+        return fingerprint([Path(p) for p in self.paths])
 
     def is_done(self) -> bool:
         """Finished earlier with the same files (a record that a kill cut short does not parse: not done)."""
@@ -154,8 +146,6 @@ def _writer_rank(rank: int) -> Iterator[None]:
 
 
 def _write_items(writer: Any, job: PartJob) -> dict[str, Any]:
-    from lit_vision.data.image_folder import READ_ERRORS, unreadable_reason
-
     stats = np.zeros(2 * job.channels + 1)
     good: list[int] = []
     bad: list[tuple[str, str]] = []

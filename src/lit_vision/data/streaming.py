@@ -239,9 +239,15 @@ class ShardSplit:
 
     name: str
     labels: np.ndarray
-    sources: list[str]
     counts: dict[str, int]
     images: ShardImages
+    shards: ShardSet
+
+    @property
+    def sources(self) -> list[str]:
+        """The source file of every sample, read when a report asks (a million-photo train split's list is not
+        needed to train)."""
+        return self.shards.sources(self.name)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -336,8 +342,8 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
         if "val" not in shards.splits:
             raise ConfigError(f"{shards.root} has no val split; prepare it again (prepare holds out "
                               "data.val_fraction of train when there is no val folder)")
-        splits = {s: ShardSplit(s, shards.labels(s), shards.sources(s), shards.class_counts(s),
-                                ShardImages(EvalShards(shards, s, self.transform))) for s in shards.splits}
+        splits = {s: ShardSplit(s, shards.labels(s), shards.class_counts(s),
+                                ShardImages(EvalShards(shards, s, self.transform)), shards) for s in shards.splits}
         self.shards = shards
         self.train_set, self.val_set, self.test_set = splits["train"], splits["val"], splits.get("test")
         log.info("data %s (%s): train %s | val %s | test %s", self.name, shards.root, self.train_set.counts,
