@@ -175,3 +175,32 @@ def test_models_that_crop_differently_are_decoded_apart(tmp_path: Path):
     photo = wide_photo(tmp_path / "wide.png")
     predict_images([model("squash", None), model("crop", 0.5), model("crop_again", 0.5)], [photo])
     assert not np.array_equal(seen["squash"], seen["crop"]) and seen["crop"] is seen["crop_again"]
+
+
+def test_phone_photos_heic_and_avif_are_predicted_and_decoded_from_uploads(cnn_run: Path, pets_root: Path,
+                                                                           tmp_path: Path):
+    """predict finds .heic and .avif files in a folder and reads them (pillow-heif, Pillow's AVIF); serve's
+    uploads go through the same decode from bytes."""
+    import io
+
+    from PIL import Image
+
+    from lit_vision.imaging import decode_image
+
+    photos = tmp_path / "phone"
+    photos.mkdir()
+    source = sorted((pets_root / "test" / "cat").iterdir())[0]
+    with Image.open(source) as img:
+        rgb = img.convert("RGB").resize((64, 48))
+    rgb.save(photos / "a.heic", format="HEIF", quality=95)
+    rgb.save(photos / "b.avif", format="AVIF", quality=95)
+    out = tmp_path / "phone.csv"
+    run(["-m", str(cnn_run), str(photos), "--csv", str(out)])
+    rows = read_csv(out)
+    assert sorted(Path(r["image"]).name for r in rows) == ["a.heic", "b.avif"]
+    assert all(not r["error"] and r["pets_cnn:pred"] in ("cat", "dog") for r in rows), rows
+    for name in ("a.heic", "b.avif"):
+        decoded = decode_image((photos / name).read_bytes(), 3, (16, 16))
+        assert decoded.shape == (3, 16, 16) and decoded.dtype == np.uint8
+        reference = np.asarray(Image.open(io.BytesIO((photos / name).read_bytes())).convert("RGB").resize((16, 16)))
+        assert np.abs(decoded.transpose(1, 2, 0).astype(int) - reference.astype(int)).mean() < 2
