@@ -16,8 +16,8 @@ measures, in images/s:
    ``convert("RGB")``, RandomResizedCrop, flip, PILToTensor), and with PIL's JPEG draft mode (the decoder skips
    the resolution the crop would throw away; HEIC/PNG decode in full);
 2. the shards loader: ``ShardsDataModule`` as ``conf/data/shards.yaml`` builds it, ``train_dataloader()``
-   iterated for ``--images`` images after 2 warm-up batches (these cover worker start-up; the time to the first
-   batch is reported too);
+   iterated for ``--images`` images after 4 warm-up batches per worker (these cover worker start-up and the first
+   use of each worker's batch slots, once an epoch; the time to the first batch is reported too);
 3. the baseline: ``torchvision.datasets.ImageFolder(<folder>/train)`` (HEIC readable through pillow-heif) with
    RandomResizedCrop, flip and PILToTensor (uint8, as ours) in a shuffled ``DataLoader``, the same warm-up and
    image count;
@@ -68,7 +68,8 @@ from lit_vision.data.preparation import PrepareSettings, prepare_shards
 from lit_vision.data.streaming import PhotoTransform, ShardsDataModule
 from lit_vision.reproduction.machine import cores, cpu_model
 
-WARMUP_BATCHES = 2
+#: warm-up batches per worker process: start-up, and the first use of its batch slots (data/batch_slots.py)
+WARMUP_PER_WORKER = 4
 SHORT_SIDE, QUALITY = 256, 90
 SMOKE_CLASSES, SMOKE_PER_CLASS, SMOKE_IMAGES, SMOKE_BATCH = 2, 12, 16, 4
 SIZE_SAMPLE = 50
@@ -229,15 +230,19 @@ def endless(loader: Iterable[Any], epochs: list[int]) -> Iterator[Any]:
         yield from loader
 
 
-def time_loader(make_loader: Callable[[], Iterable[Any]], images: int) -> tuple[float, int, float, int]:
-    """(seconds to the first batch, images and seconds after the warm-up batches, epochs started) of a loader."""
+def warmup_batches(workers: int) -> int:
+    return WARMUP_PER_WORKER * max(1, workers)
+
+
+def time_loader(make_loader: Callable[[], Iterable[Any]], images: int, warmup: int) -> tuple[float, int, float, int]:
+    """(seconds to the first batch, images and seconds after ``warmup`` batches, epochs started) of a loader."""
     epochs = [0]
     start = time.perf_counter()
     batches = endless(make_loader(), epochs)
     try:
         next(batches)
         first = time.perf_counter() - start
-        for _ in range(WARMUP_BATCHES - 1):
+        for _ in range(warmup - 1):
             next(batches)
         start, seen = time.perf_counter(), 0
         while seen < images:
@@ -262,7 +267,7 @@ def epochs_note(epochs: int) -> str:
 
 
 def shards_loader(dm: ShardsDataModule, workers: int, images: int) -> Result:
-    first, seen, seconds, epochs = time_loader(dm.train_dataloader, images)
+    first, seen, seconds, epochs = time_loader(dm.train_dataloader, images, warmup_batches(workers))
     return Result("shards_loader", "shards loader (ShardsDataModule)", workers, seen,
                   seconds, first, epochs_note(epochs))
 
@@ -276,7 +281,8 @@ def imagefolder_loader(train_dir: Path, size: int, batch: int, workers: int, ima
     dataset = torchvision.datasets.ImageFolder(str(train_dir), transform=imagefolder_transform([size, size]),
                                                is_valid_file=image_file)
     first, seen, seconds, epochs = time_loader(
-        lambda: DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers), images)
+        lambda: DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers), images,
+        warmup_batches(workers))
     return Result("imagefolder_loader", "baseline: ImageFolder + DataLoader", workers, seen, seconds, first,
                   epochs_note(epochs))
 
@@ -332,7 +338,7 @@ def print_report(report: dict[str, Any]) -> None:
                   f"{'x'.join(map(str, folder['largest']))} (median {'x'.join(map(str, folder['median']))})")
     console.print(f"shards: {report['shards_path']}" + ("" if s["shards_given"] else " (made by prepare, removed)"))
     table = Table(title=f"loader images/s — {s['image_size']} px crops, batch {s['batch_size']}, workers "
-                        f"{s['workers']}, {s['images']} images after {WARMUP_BATCHES} warm-up batches")
+                        f"{s['workers']}, {s['images']} images after {warmup_batches(s['workers'])} warm-up batches")
     for col in ("measurement", "workers", "images", "seconds", "images/s", "per worker", "first batch s", "note"):
         table.add_column(col, justify="left" if col in ("measurement", "note") else "right")
     for r in report["rows"]:
@@ -399,6 +405,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), "machine": machine(),
             "folder_path": str(folder), "folder": describe_folder(files, args.seed), "shards_path": str(shards),
             "settings": {"workers": args.workers, "image_size": args.image_size, "batch_size": args.batch_size,
+                         "warmup_batches": warmup_batches(args.workers),
                          "images": args.images, "prepare_images": args.prepare_images, "seed": args.seed,
                          "smoke": args.smoke, "shards_given": args.shards is not None},
             "rows": [results[k].row() for k in order], "targets": targets(results, args.workers)}

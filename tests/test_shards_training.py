@@ -121,3 +121,24 @@ def test_train_is_written_in_a_seeded_shuffled_order(shard_dir: Path) -> None:
     assert (np.diff(train) < 0).any() and len(set(train[:8].tolist())) > 1
     test = np.load(shard_dir / "test" / "labels.npy")
     assert (np.diff(test) >= 0).all()
+
+
+def test_an_epoch_read_by_workers_through_batch_slots_holds_the_in_process_samples(shard_dir: Path) -> None:
+    """Worker processes hand their batches over in shared-memory slots (lit_vision.data.batch_slots); each crop is
+    seeded by (seed, epoch, sample), so an epoch read by 2 workers holds exactly the crops and labels of one read
+    without workers, whatever the order the chunks were split in."""
+    from lit_vision.data.streaming import ShardsDataModule
+
+    def epoch(workers: int) -> list[tuple[bytes, int]]:
+        dm = ShardsDataModule(str(shard_dir), 16, batch_size=8, eval_batch_size=8, crop_scale=[0.2, 1.0],
+                              crop_ratio=[0.75, 1.33], eval_crop_fraction=0.875, num_workers=workers, seed=3)
+        dm.setup()
+        samples = []
+        for images, labels in dm.train_dataloader():
+            assert images.dtype == torch.uint8 and labels.dtype == torch.int64 and images.shape[1:] == (3, 16, 16)
+            samples += [(image.numpy().tobytes(), int(y)) for image, y in zip(images, labels)]
+        return sorted(samples)
+
+    in_process = epoch(0)
+    assert len(in_process) == 81 and len({image for image, _ in in_process}) == 81
+    assert epoch(2) == in_process
