@@ -158,7 +158,7 @@ class ShardsLoader(StreamingDataLoader):
       yielded ... greater than the dataset length"). A loaded position serves the first epoch iterated after it
       was loaded, and only that one.
     * Worker processes write batches into shared-memory slots allocated once per epoch (:mod:`lit_vision.data.
-      batch_slots`): a batch in new shared memory costs a worker about as much as decoding 10 of its photos.
+      batch_slots`): a batch in new shared memory costs a worker a sixth to a quarter of its decode time.
     """
 
     _resuming = False
