@@ -9,14 +9,19 @@
 #                                                      # the same steps on this CPU at a tiny size (CI runs this)
 #   PRESETS="mnist_cnn fashion_dense" LIMIT_SCALE=3 ...  # optional: step 2 on these presets only (default: all
 #                                                      # seven); every step's time limit times LIMIT_SCALE (default 1)
+#   STEPS="photos" ...                                 # optional: only these of fashion, throughput, photos
+#                                                      # (default: all three; all of them take more than 10 minutes)
 #
 # Steps, each under its own time limit, reported ok/FAILED without stopping the others:
-#   1. fashion_best trained in full (15 epochs) on Fashion-MNIST: test accuracy and training minutes;
-#   2. benchmarks/throughput.py on synthetic data for the seven notebook presets: lit_vision vs the hand-written
-#      loop (NCHW, channels_last), at the precision `trainer.precision=auto` picks (bf16 on a GPU);
-#   3. two convolutional presets in fp32, and compiled (lit_vision's `model.compile=true` vs the compiled loop).
+#   1. fashion: fashion_best trained in full (15 epochs) on Fashion-MNIST: test accuracy and training minutes;
+#   2. throughput: benchmarks/throughput.py on synthetic data for the seven notebook presets: lit_vision vs the
+#      hand-written loop (NCHW, channels_last), at the precision `trainer.precision=auto` picks (bf16 on a GPU);
+#      then two convolutional presets in fp32, and compiled (lit_vision's `model.compile=true` vs the compiled loop);
+#   3. photos: 4,000 photos made from the carried CIFAR-10 JPEGs (benchmarks/make_photos.py), prepared into shards,
+#      benchmarks/loader.py with a worker per core but one, then experiment=photo_finetune (resnet50, 224 px, random
+#      init) trained 4 epochs from the shards and 4 from the in-memory cache of the same photos: is the GPU starved?
 # Writes OUT_DIR (default outputs/gpu_check): gpu_check.log (everything), summary.md (the tables for docs/gpu.md),
-# throughput*.json, fashion_best_metrics.json.
+# throughput*.json, fashion_best_metrics.json, loader_photos.json, photo_runs.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -44,26 +49,39 @@ step() {  # step <name> <seconds> <command...>: run under a time limit, report o
 # --- the environment: carried wheels, lit_vision from src/ ------------------------------------------------------
 # the packed wheels win over whatever the interpreter has, so the dry run here imports what the GPU machine will
 [ -d .whl ] || { echo "no .whl/: run benchmarks/gpu_pack.sh, and carry .whl and .gpu_data" >&2; exit 2; }
-"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl >> "$LOG" 2>&1
+for name in $(ls .whl | sed 's/-[0-9].*//' | sort -u); do  # one by one: a binary wheel for another Python is skipped
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --find-links .whl --target "$WORK/site" \
+    "$name" >> "$LOG" 2>&1 || echo "(no wheel of $name for this Python: the interpreter's own is used)" >> "$LOG"
+done
 export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 LIT_VISION_ROOT="$WORK"
 [ -d .gpu_data/FashionMNIST ] || { echo "no .gpu_data/: run benchmarks/gpu_pack.sh and carry .gpu_data" >&2; exit 2; }
 mkdir -p "$WORK/data/FashionMNIST/raw"
 for f in .gpu_data/FashionMNIST/raw/*.gz; do gunzip -c "$f" > "$WORK/data/FashionMNIST/raw/$(basename "$f" .gz)"; done
 
+CORES=$(nproc)
 if [ $DRY = 1 ]; then
   ACCEL=cpu; DEVICE=cpu
   TRAIN_SIZE=(trainer.max_epochs=1 trainer.limit_train_batches=3 trainer.limit_val_batches=2 trainer.limit_test_batches=2)
   BENCH_SIZE=(--synthetic 10000 --steps 2 --warmup 1 --repeats 1)
   FP32_SIZE=(--presets mnist_cnn)
   COMPILE_SIZE=(--presets mnist_cnn)
+  PHOTOS=100
+  LOADER_SIZE=(--workers 1 --images 16 --batch-size 4 --image-size 32 --prepare-images 20)
+  PHOTO_SIZE=(model.net.backbone=resnet10t data.image_size=[64,64] data.batch_size=4 data.eval_batch_size=8
+              data.num_workers=1 trainer.max_epochs=2)
 else
   ACCEL=cuda; DEVICE=cuda
   TRAIN_SIZE=()
   BENCH_SIZE=(--synthetic 25000 --steps 30 --warmup 5 --repeats 1)
   FP32_SIZE=(--presets cifar10_model_s fashion_cnn_final)
   COMPILE_SIZE=(--presets cifar10_model_s)
+  PHOTOS=4000
+  LOADER_SIZE=(--workers $((CORES > 1 ? CORES - 1 : 1)) --images 3000 --prepare-images 1000)
+  PHOTO_SIZE=(trainer.max_epochs=4)
 fi
+STEPS=" ${STEPS:-fashion throughput photos} "
+want() { [[ "$STEPS" == *" $1 "* ]]; }
 
 {
   echo "# gpu_check $(date -u +%Y-%m-%dT%H:%MZ)$([ $DRY = 1 ] && echo ' (dry run on the CPU)')"
@@ -81,12 +99,15 @@ cat "$SUMMARY" | tee -a "$LOG"
 : > "$SUMMARY.steps"
 
 # --- 1. accuracy: fashion_best in full ----------------------------------------------------------------------------
+if want fashion; then
 step "train fashion_best ($ACCEL)" 240 \
   "$PY" -m lit_vision.train experiment=fashion_best data.root="$WORK/data" accelerator=$ACCEL "${TRAIN_SIZE[@]}" \
     hydra.run.dir="$WORK/runs/fashion_best" paths.cache_dir="$WORK/cache"
 cp "$WORK/runs/fashion_best/metrics.json" "$OUT/fashion_best_metrics.json" 2>/dev/null
+fi
 
 # --- 2. throughput: every notebook preset, lit_vision vs the hand-written loop ------------------------------------
+if want throughput; then
 BENCH_PRESETS=(${PRESETS:-})
 step "throughput, ${PRESETS:-7 notebook presets}, precision=auto" 150 \
   "$PY" benchmarks/throughput.py --device $DEVICE "${BENCH_SIZE[@]}" ${PRESETS:+--presets "${BENCH_PRESETS[@]}"} \
@@ -101,6 +122,24 @@ step "throughput, model.compile=true" 240 \
   "$PY" benchmarks/throughput.py --device $DEVICE "${BENCH_SIZE[@]}" "${COMPILE_SIZE[@]}" \
     --variants compiled --overrides model.compile=true \
     --json "$OUT/throughput_compiled.json" --markdown "$WORK/throughput_compiled.md"
+fi
+
+# --- 3. photos at 224 px: the shards loader alone, and feeding photo_finetune on the GPU ---------------------------
+if want photos; then
+step "photos: make $PHOTOS and prepare shards" 240 bash -c "\"\$0\" benchmarks/make_photos.py \"$WORK/photos\" \
+  --count $PHOTOS --source .gpu_data/photo_source --workers $CORES && \"\$0\" -m lit_vision.prepare data=image_folder \
+  data.root=\"$WORK/photos\" out=\"$WORK/shards\"" "$PY"
+step "photos: benchmarks/loader.py" 240 \
+  "$PY" benchmarks/loader.py --folder "$WORK/photos" --shards "$WORK/shards" "${LOADER_SIZE[@]}" \
+    --work "$WORK" --json "$OUT/loader_photos.json"
+for source in shards memory; do
+  if [ $source = shards ]; then DATA_ARGS=(data.root="$WORK/shards")
+  else DATA_ARGS=(data=image_folder data.root="$WORK/photos" paths.cache_dir="$WORK/cache"); fi
+  step "photos: photo_finetune from $source ($ACCEL)" 240 \
+    "$PY" -m lit_vision.train experiment=photo_finetune "${DATA_ARGS[@]}" accelerator=$ACCEL \
+      model.net.freeze_epochs=0 "${PHOTO_SIZE[@]}" hydra.run.dir="$WORK/runs/photo_$source"
+done
+fi
 
 # --- the summary ------------------------------------------------------------------------------------------------
 {
@@ -109,6 +148,7 @@ step "throughput, model.compile=true" 240 \
   echo
   sed 's/^/    /' "$SUMMARY.steps"
   echo
+  if want fashion; then
   echo '## fashion_best'
   echo
   "$PY" - "$OUT/fashion_best_metrics.json" <<'PYEOF'
@@ -124,9 +164,62 @@ acc = test[keys[0]] if keys else None
 print(f"test accuracy {acc:.4f}" if isinstance(acc, float) else f"test: {test}",
       f"| epochs {m.get('epochs_trained')} | training {m.get('train_seconds', 0) / 60:.2f} min")
 PYEOF
+  fi
   for t in throughput throughput_fp32 throughput_compiled; do
     [ -f "$WORK/$t.md" ] && { echo; echo "## $t"; echo; cat "$WORK/$t.md"; }
   done
+  if want photos; then
+    echo
+    echo '## photos'
+    echo
+    "$PY" - "$OUT" "$WORK/runs" <<'PYEOF'
+import csv, json, statistics, sys
+from pathlib import Path
+out, runs = Path(sys.argv[1]), Path(sys.argv[2])
+try:
+    loader = json.loads((out / "loader_photos.json").read_text())
+except OSError:
+    loader = None
+    print("no loader_photos.json (the loader step failed; see gpu_check.log)")
+if loader:
+    s = loader["settings"]
+    print(f"loader: {s['image_size']} px crops, batch {s['batch_size']}, {s['workers']} workers; CPU "
+          f"{loader['machine']['cpu']} ({loader['machine']['cores']} cores)\n")
+    print("| measurement | workers | images/s |\n|---|---:|---:|")
+    for r in loader["rows"]:
+        print(f"| {r['name']} | {r['workers']} | {r['images_per_s']:,.0f} |")
+    for t in loader["targets"]:
+        print(f"\ntarget: {t['target']}: {t['value']:,.0f} vs {t['threshold']:,.0f} — {'met' if t['met'] else 'NOT met'}")
+rows = {}
+for source in ("shards", "memory"):
+    run = runs / f"photo_{source}"
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+        with open(run / "history.csv") as f:
+            seconds = [float(r["time/epoch_seconds"]) for r in csv.DictReader(f) if r.get("time/epoch_seconds")]
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"\nphoto_finetune from {source}: no record ({exc}; see gpu_check.log)")
+        continue
+    train = sum(metrics["data"]["counts"]["train"].values())
+    steady = statistics.median(seconds[1:] or seconds)  # the first epoch also pays start-up and autotuning
+    rows[source] = {"train_images": train, "epoch_seconds": seconds, "images_per_s": train / steady,
+                    "test": {k: v for k, v in metrics.items() if k.startswith("test/")}}
+if rows:
+    print("\n| experiment=photo_finetune, training | images/s | epoch seconds |")
+    print("|---|---:|---|")
+    for source, r in rows.items():
+        label = "from shards (LitData workers)" if source == "shards" else "from the in-memory cache (no loader)"
+        print(f"| {label} | {r['images_per_s']:,.0f} | {', '.join(f'{x:.1f}' for x in r['epoch_seconds'])} |")
+    if loader and "shards" in rows:
+        alone = next(r["images_per_s"] for r in loader["rows"] if r["key"] == "shards_loader")
+        print(f"\nshards training / loader alone: {rows['shards']['images_per_s'] / alone:.2f}", end="")
+        if "memory" in rows:
+            print(f"; shards training / in-memory training: "
+                  f"{rows['shards']['images_per_s'] / rows['memory']['images_per_s']:.2f}", end="")
+        print()
+(out / "photo_runs.json").write_text(json.dumps(rows, indent=2))
+PYEOF
+  fi
 } >> "$SUMMARY"
 rm -f "$SUMMARY.steps"
 echo "summary: $SUMMARY  log: $LOG"

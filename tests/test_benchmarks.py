@@ -263,9 +263,12 @@ def test_keras_throughput_writes_a_row_per_preset(tmp_path: Path) -> None:
 # --- the GPU check, in its CPU dry run -----------------------------------------------------------------------------
 @pytest.mark.timeout(900)
 def test_gpu_check_dry_run_passes_every_step(tmp_path: Path) -> None:
-    """gpu_check.sh --dry-run: the wheels installed from .whl/, Fashion-MNIST from .gpu_data/, then every step at a
-    tiny size (step 2 on one preset; limits x3 for a loaded CPU): all ok, the summary and JSON records written."""
-    if not ((REPO / ".whl").is_dir() and (REPO / ".gpu_data" / "FashionMNIST").is_dir()):
+    """gpu_check.sh --dry-run: the wheels installed from .whl/, Fashion-MNIST and the photo source from .gpu_data/,
+    then every step at a tiny size (step 2 on one preset; limits x3 for a loaded CPU): all ok, the summary and JSON
+    records written."""
+    packed = [(REPO / ".gpu_data" / "FashionMNIST").is_dir(), (REPO / ".gpu_data" / "photo_source").is_dir(),
+              any((REPO / ".whl").glob("litdata-*.whl"))]
+    if not all(packed):
         proc = subprocess.run(["bash", BENCH / "gpu_pack.sh"], cwd=REPO, capture_output=True, text=True,
                               timeout=600, env=dict(env(), PYTHON=sys.executable), check=False)
         if proc.returncode != 0 and any(word in proc.stderr for word in OFFLINE):
@@ -276,7 +279,7 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path: Path) -> None:
                  env=dict(env(), PYTHON=sys.executable, PRESETS="fer_custom_cnn", LIMIT_SCALE="3"))
     summary = (out / "summary.md").read_text()
     steps = [ln.strip() for ln in summary.split("## Steps", 1)[1].split("##", 1)[0].splitlines() if ln.strip()]
-    assert len(steps) == 4 and all(s.startswith("ok ") for s in steps), f"{summary}\n{output[-3000:]}"
+    assert len(steps) == 8 and all(s.startswith("ok ") for s in steps), f"{summary}\n{output[-3000:]}"
     assert "FAILED" not in summary and "FAILED" not in output
     assert "dry run on the CPU" in summary and re.search(r"test accuracy \d\.\d{4}", summary), summary
     metrics = json.loads((out / "fashion_best_metrics.json").read_text())
@@ -287,4 +290,9 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path: Path) -> None:
         rows = json.loads((out / name).read_text())
         assert [r["preset"] for r in rows] == presets and all(r["lit_vision"] > 0 and r["plain"] > 0 for r in rows)
         assert f"## {name.removesuffix('.json')}\n" in summary
+    loader = json.loads((out / "loader_photos.json").read_text())
+    assert {r["key"] for r in loader["rows"]} >= {"shards_loader", "imagefolder_loader", "prepare"}
+    photo_runs = json.loads((out / "photo_runs.json").read_text())
+    assert set(photo_runs) == {"shards", "memory"} and all(r["images_per_s"] > 0 for r in photo_runs.values())
+    assert "## photos" in summary and "shards training / in-memory training" in summary
     assert (out / "gpu_check.log").stat().st_size > 0
