@@ -142,3 +142,21 @@ def test_an_epoch_read_by_workers_through_batch_slots_holds_the_in_process_sampl
     in_process = epoch(0)
     assert len(in_process) == 81 and len({image for image, _ in in_process}) == 81
     assert epoch(2) == in_process
+
+
+def test_without_shared_memory_for_the_slots_the_loader_warns_and_hands_batches_over_the_default_way(
+        shard_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A container's small /dev/shm cannot hold an epoch's slots: the epoch still runs, every sample served."""
+    import lit_vision.data.streaming as streaming
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("unable to write to file </torch_1_2>: No space left on device (28)")
+
+    monkeypatch.setattr(streaming, "BatchSlots", no_space)
+    dm = streaming.ShardsDataModule(str(shard_dir), 16, batch_size=8, eval_batch_size=8, crop_scale=[0.2, 1.0],
+                                    crop_ratio=[0.75, 1.33], eval_crop_fraction=0.875, num_workers=2, seed=3)
+    dm.setup()
+    with caplog.at_level("WARNING", logger="lit_vision.data.streaming"):
+        labels = torch.cat([y for _, y in dm.train_dataloader()])
+    assert len(labels) == 81 and labels.dtype == torch.int64
+    assert "No space left on device" in caplog.text and "--shm-size" in caplog.text

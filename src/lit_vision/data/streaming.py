@@ -191,7 +191,12 @@ class ShardsLoader(StreamingDataLoader):
             return None
         context = self.multiprocessing_context or torch.multiprocessing
         per_worker = (self.prefetch_factor or 2) + 1  # its batches in flight, and the one it starts meanwhile
-        return BatchSlots(self.num_workers, (self.batch_size, *self.image_shape), per_worker, context)
+        try:
+            return BatchSlots(self.num_workers, (self.batch_size, *self.image_shape), per_worker, context)
+        except RuntimeError as exc:  # shared memory too small for them, e.g. a container's 64 MB /dev/shm
+            log.warning("no batch slots this epoch (%s): worker batches travel in new shared memory each, as "
+                        "DataLoader's do; in a container, give it more (docker run --shm-size=2g)", exc)
+            return None
 
 
 class EvalShards(Dataset):
