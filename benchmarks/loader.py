@@ -338,7 +338,7 @@ def print_report(report: dict[str, Any]) -> None:
                   f"{'x'.join(map(str, folder['largest']))} (median {'x'.join(map(str, folder['median']))})")
     console.print(f"shards: {report['shards_path']}" + ("" if s["shards_given"] else " (made by prepare, removed)"))
     table = Table(title=f"loader images/s — {s['image_size']} px crops, batch {s['batch_size']}, workers "
-                        f"{s['workers']}, {s['images']} images after {warmup_batches(s['workers'])} warm-up batches")
+                        f"{s['workers']}, {s['images']} images after {s['warmup_batches']} warm-up batches")
     for col in ("measurement", "workers", "images", "seconds", "images/s", "per worker", "first batch s", "note"):
         table.add_column(col, justify="left" if col in ("measurement", "note") else "right")
     for r in report["rows"]:

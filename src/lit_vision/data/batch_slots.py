@@ -34,6 +34,16 @@ class SlotRef:
     size: int
 
 
+def label_array(samples: Sequence[tuple[torch.Tensor, int]]) -> np.ndarray:
+    """The labels as an int64 array: pickled inline with the batch, not as a tensor in shared memory of its own."""
+    return np.array([int(label) for _, label in samples], dtype=np.int64)
+
+
+def stacked(samples: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, np.ndarray]:
+    """The default hand-over: the images stacked into a new tensor, the labels as :func:`label_array`."""
+    return torch.stack([image for image, _ in samples]), label_array(samples)
+
+
 class BatchSlots:
     """``per_worker`` uint8 batch buffers of ``batch_shape`` (batch, C, H, W) for each of ``workers`` processes, in
     one shared-memory tensor, and each worker's queue of free slots (from ``context``, the loader's multiprocessing
@@ -48,17 +58,15 @@ class BatchSlots:
                 queue.put(slot)
 
     def collate(self, samples: Sequence[tuple[torch.Tensor, int]]) -> tuple[SlotRef | torch.Tensor, np.ndarray]:
-        """In a worker: the images into a free slot of this worker (or stacked, when none is free or the images
-        are not of the slots' shape), the labels as an int64 array."""
-        images = [image for image, _ in samples]
-        labels = np.array([int(label) for _, label in samples], dtype=np.int64)
+        """In a worker: the images into a free slot of this worker (or :func:`stacked`, when none is free or the
+        images are not of the slots' shape), the labels as an int64 array."""
         info = get_worker_info()
-        fits = len(images) <= self.batch_shape[0] and all(i.shape == self.batch_shape[1:] for i in images)
+        fits = len(samples) <= self.batch_shape[0] and all(i.shape == self.batch_shape[1:] for i, _ in samples)
         if info is None or not fits or self.free[info.id].empty():
-            return torch.stack(images), labels
+            return stacked(samples)
         slot = self.free[info.id].get()  # only this worker takes from its queue: not empty means a slot is there
-        torch.stack(images, out=self.buffers[info.id, slot, :len(images)])
-        return SlotRef(info.id, slot, len(images)), labels
+        torch.stack([image for image, _ in samples], out=self.buffers[info.id, slot, :len(samples)])
+        return SlotRef(info.id, slot, len(samples)), label_array(samples)
 
     def copy_out(self, ref: SlotRef, pin: bool) -> torch.Tensor:
         """In the training process: the slot's images in a tensor of their own (page-locked with ``pin``, for a
@@ -77,9 +85,7 @@ class SlotCollate:
     slots: BatchSlots | None = None
 
     def __call__(self, samples: Sequence[tuple[torch.Tensor, int]]) -> tuple[SlotRef | torch.Tensor, np.ndarray]:
-        if self.slots is not None:
-            return self.slots.collate(samples)
-        return torch.stack([image for image, _ in samples]), np.array([int(y) for _, y in samples], dtype=np.int64)
+        return self.slots.collate(samples) if self.slots is not None else stacked(samples)
 
 
 def taken(batches: Iterator[Any], slots: BatchSlots | None, pin: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
