@@ -160,3 +160,49 @@ def test_without_shared_memory_for_the_slots_the_loader_warns_and_hands_batches_
         labels = torch.cat([y for _, y in dm.train_dataloader()])
     assert len(labels) == 81 and labels.dtype == torch.int64
     assert "No space left on device" in caplog.text and "--shm-size" in caplog.text
+
+
+class _Finalized:
+    """A reference cycle that records its collection in ``collected``."""
+
+    collected: list[str] = []
+
+    def __init__(self, name: str) -> None:
+        self.name, self.me = name, self
+
+    def __del__(self) -> None:
+        _Finalized.collected.append(self.name)
+
+
+def _worker_view(conn) -> None:  # noqa: ANN001 - a multiprocessing Connection
+    import gc
+    import signal
+
+    from lit_vision.data.streaming import start_worker
+
+    start_worker(0)
+    _Finalized("made in the worker")
+    gc.collect()
+    conn.send((list(_Finalized.collected), signal.getsignal(signal.SIGTERM) == signal.SIG_IGN))
+
+
+def test_a_shards_worker_ignores_sigterm_and_never_collects_what_it_inherited() -> None:
+    """start_worker (the shards loaders' worker_init_fn): garbage inherited from the training process (here a cycle
+    with a finalizer; in a hang seen in CI, an onnxruntime session) is not destroyed in the worker, while the
+    worker's own garbage is; and SIGTERM is left to the training process."""
+    import gc
+    import multiprocessing
+
+    gc.disable()  # keep the inherited cycle uncollected until the fork
+    try:
+        _Finalized.collected.clear()
+        _Finalized("inherited")
+        parent, child = multiprocessing.get_context("fork").Pipe()
+        worker = multiprocessing.get_context("fork").Process(target=_worker_view, args=(child,))
+        worker.start()
+        collected, ignores_sigterm = parent.recv()
+        worker.join(30)
+    finally:
+        gc.enable()
+        gc.collect()
+    assert collected == ["made in the worker"] and ignores_sigterm

@@ -14,6 +14,7 @@ view of the same shards, resized on the shorter side and centre-cropped. Flips, 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -138,12 +139,20 @@ class TrainShards(StreamingDataset):
             raise _read_error(self.shards_root, "train", chunk, position, exc) from exc
 
 
-def ignore_sigterm(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: a worker leaves SIGTERM to its training process. SLURM sends SIGTERM to every
-    process of a job it requeues; a worker killed by it makes the training process fail ("DataLoader worker is
-    killed by signal") and record the requeued run as failed, while the training process itself waits for the
-    requeue. A worker still ends with its training process (PyTorch's workers watch their parent)."""
+def start_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn`` of the shards loaders.
+
+    * A worker leaves SIGTERM to its training process. SLURM sends SIGTERM to every process of a job it requeues; a
+      worker killed by it makes the training process fail ("DataLoader worker is killed by signal") and record the
+      requeued run as failed, while the training process itself waits for the requeue. A worker still ends with its
+      training process (PyTorch's workers watch their parent).
+    * A worker never garbage-collects what it inherited from the training process (``gc.freeze``): a forked copy of
+      a library object whose threads stayed in the parent can hang in its destructor (seen: an onnxruntime session
+      left in a reference cycle, collected in a worker, waiting forever in ``pthread_cond_destroy``). Its own
+      objects are collected as usual, and the inherited pages stay shared instead of being copied.
+    """
     del worker_id
+    gc.freeze()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
@@ -455,7 +464,7 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
         dataset = TrainShards(self._require(), self.transform, drop_last=world > 1)
         loader = ShardsLoader(dataset, (self.channels, *self.transform.image_size),
                               batch_size=self.batch_size * self.batches_per_step, num_workers=self._workers(),
-                              pin_memory=pin, worker_init_fn=ignore_sigterm)
+                              pin_memory=pin, worker_init_fn=start_worker)
         return self.track_train_loader(loader)
 
     def _eval_loader(self, split: ShardSplit | None) -> DataLoader:
@@ -463,7 +472,7 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
             raise ConfigError(f"{self._require().root} has no test split; prepare shards from a folder with test/")
         _, pin = self._world()
         return DataLoader(split.images.data, batch_size=self.eval_batch_size, shuffle=False,
-                          num_workers=self._workers(), pin_memory=pin, worker_init_fn=ignore_sigterm)
+                          num_workers=self._workers(), pin_memory=pin, worker_init_fn=start_worker)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set)
