@@ -163,7 +163,7 @@ def test_nesterov_sgd_and_gradient_clipping_reach_the_optimizer(make_cfg, monkey
 # --- EMA -----------------------------------------------------------------------------------------------------
 def test_ema_weights_are_what_the_checkpoint_and_the_test_use(make_cfg) -> None:
     cfg = make_cfg(*QUIET, "trainer.max_epochs=2", "model.ema_decay=0.9")
-    assert any(type(cb).__name__ == "EMAWeightAveraging" for cb in build_trainer(cfg).callbacks)
+    assert any(type(cb).__name__ == "EMAWeights" for cb in build_trainer(cfg).callbacks)
     record = run(cfg)
     ckpt = read_checkpoint(record["best_checkpoint"])
     averaged, current = ckpt["state_dict"], ckpt["current_model_state"]

@@ -10,8 +10,10 @@ Weights, in order of precedence:
 * neither: random initialisation.
 
 The backbone is frozen by default and then kept in eval mode (no BatchNorm statistic updates, no dropout), and
-its output is cached per image (``cache_features``): a frozen backbone computes the same features every epoch,
-so only the first epoch pays for it and later epochs train the head alone. ``freeze=false`` fine-tunes
+its output is cached per image (``cache_features``) on a CPU: a frozen backbone computes the same features every
+epoch, so only the first epoch pays for it and later epochs train the head alone. The cache keys images by their
+bytes on the host, so on a GPU it would read every batch back (a host sync per step) to save a forward pass the
+GPU does in less time: there the backbone runs every batch. ``freeze=false`` fine-tunes
 everything; ``trainable_blocks=N`` fine-tunes only the last N blocks (timm's coarse parameter groups).
 """
 
@@ -266,7 +268,7 @@ class TimmNet(nn.Module):
         if not self.frozen:
             return self._features(x)
         with torch.no_grad():
-            if self.cache is None:
+            if self.cache is None or x.device.type != "cpu":
                 return self._features(x)
             return self.cache(self._features, x)
 

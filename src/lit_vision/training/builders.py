@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.data.datamodule import VisionDataModule
@@ -18,6 +18,7 @@ from lit_vision.runs.tracking import mlflow_loggers, reachable
 from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
 from lit_vision.training.distributed import device_overrides
+from lit_vision.training.ema import EMAWeights
 from lit_vision.training.lookahead import lookahead_from_config
 from lit_vision.training.requeue import DeferredRequeue
 from lit_vision.tuning.pruning import TrialReporter
@@ -130,7 +131,7 @@ def weight_averaging(cfg: DictConfig) -> list[L.Callback]:
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < float(decay) < 1.0:
         raise ConfigError(f"model.ema_decay={decay!r} must be a number strictly between 0 and 1 (e.g. 0.999), "
                           "or null for no averaging")
-    return [*averaging, EMAWeightAveraging(decay=float(decay))]
+    return [*averaging, EMAWeights(decay=float(decay))]
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:

@@ -28,12 +28,37 @@ log = logging.getLogger(__name__)
 
 
 # --- progress bar ----------------------------------------------------------------------------------
+class StepLossInBar:
+    """Progress-bar mixin: show the last logged ``train/loss_step`` (the module's ``logged_step_loss``, a number).
+
+    The module logs it without ``prog_bar``: Lightning turns every progress-bar value into a Python number at every
+    training step (Lightning-AI/pytorch-lightning #21232), a host sync per step on a GPU. The module reads it once,
+    on the step the loggers write it (where they read it too)."""
+
+    KEY = "train/loss_step"
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)  # type: ignore[misc]
+        loss = getattr(pl_module, "logged_step_loss", None)
+        if loss is not None:
+            metrics[self.KEY] = loss
+        return metrics
+
+
+class RichStepLossBar(StepLossInBar, RichProgressBar):
+    """Lightning's Rich bar with the logged step loss (:class:`StepLossInBar`)."""
+
+
+class TQDMStepLossBar(StepLossInBar, TQDMProgressBar):
+    """Lightning's TQDM bar with the logged step loss (:class:`StepLossInBar`)."""
+
+
 def auto_progress_bar(log_refresh_rate: int = 50) -> ProgressBar:
     """Rich bars in a terminal; in a log file (SLURM, CI, ``> run.log``) a TQDM bar that writes a line
     every ``log_refresh_rate`` steps, since Rich only draws its bar on a live terminal."""
     if sys.stdout.isatty():
-        return RichProgressBar()
-    return TQDMProgressBar(refresh_rate=log_refresh_rate)
+        return RichStepLossBar()
+    return TQDMStepLossBar(refresh_rate=log_refresh_rate)
 
 
 # --- model summary ---------------------------------------------------------------------------------
@@ -247,5 +272,6 @@ def quiet_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule`")
 
 
-__all__ = ["EpochTimer", "NetSummary", "RunDirCSVLogger", "auto_progress_bar", "quiet_known_noise", "summary_rows"]
+__all__ = ["EpochTimer", "NetSummary", "RichStepLossBar", "RunDirCSVLogger", "StepLossInBar", "TQDMStepLossBar",
+           "auto_progress_bar", "quiet_known_noise", "summary_rows"]
 

@@ -22,7 +22,13 @@ from lit_vision.models.registry import canonical_spec, create_net
 from lit_vision.models.whitening import unfitted_stems
 from lit_vision.training import epoch_state, grouped_steps, losses, optim, recipes
 from lit_vision.training.losses import NonFiniteLossError, num_outputs_for
-from lit_vision.training.metrics import TestOutputs, classification_metrics, logs_written_this_step, metric_input
+from lit_vision.training.metrics import (
+    TestOutputs,
+    classification_metrics,
+    logs_written_this_step,
+    metric_input,
+    training_metric_input,
+)
 
 
 class ImageClassifier(L.LightningModule):
@@ -64,6 +70,7 @@ class ImageClassifier(L.LightningModule):
         self.epoch_sums = epoch_state.EpochSums()  # train/loss, and what a resumed fit continues
         self.steps_per_execution, self.micro_batch_size = 1, 0  # set_steps_per_execution
         self.direct_backward = False  # on_fit_start
+        self.logged_step_loss: float | None = None  # the last train/loss_step logged (the progress bar's)
         self._forward = torch.compile(self._net_forward) if compile else self._net_forward
 
     # --- forward -------------------------------------------------------------------------------
@@ -136,24 +143,39 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     def _record_training(self, loss: torch.Tensor, probs: torch.Tensor, y: torch.Tensor, batch_idx: int) -> None:
-        """Stop on a non-finite loss, update the train metrics, add to the epoch's loss sum, log the step loss."""
-        if self.device.type == "cpu" or batch_idx % self.trainer.log_every_n_steps == 0:  # a GPU sync: not always
-            losses.check_finite(loss, self.global_step, self.current_epoch, batch_idx)
-        self.train_metrics.update(metric_input(probs, self.num_classes), y)
-        # the epoch mean is summed on the device and logged once per epoch, the step loss only on the steps the
-        # loggers write: each self.log call costs ~0.8 ms, and Lightning's per-step aggregation of logged values
-        # ~1.4 ms — as much as a whole step of the notebooks' dense nets (benchmarks/throughput.py)
+        """Update the train metrics, add to the epoch's loss sum; on the steps the loggers write, log the step loss
+        and stop on a non-finite loss.
+
+        Nothing here reads from the device on the other steps (each read is a host sync on a GPU; see
+        training/device_reads.py): the metrics count on the device, and a NaN/inf loss shows in the epoch's loss
+        sum, which is read on the logging steps and at the epoch's end (:meth:`_check_finite`). The epoch mean is
+        summed on the device and logged once per epoch, the step loss only on the steps the loggers write: each
+        ``self.log`` call costs ~0.8 ms on a 2-core CPU, and Lightning's per-step aggregation of logged values ~1.4 ms,
+        as much as a whole step of the notebooks' dense nets (benchmarks/throughput.py)."""
+        self.train_metrics.update(training_metric_input(probs, self.num_classes), y)
         self.epoch_sums.add(loss, len(y))
         if logs_written_this_step(self.trainer):
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+            self._check_finite()
+            # not prog_bar: Lightning turns progress-bar values into Python numbers at every step (#21232), a host
+            # sync per step; the bar shows the logged value instead (callbacks.StepLossInBar)
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False)
+            self.logged_step_loss = float(loss.detach())
+
+    def _check_finite(self) -> None:
+        """Stop on a NaN/inf loss since the last check (the epoch's loss sum holds every step's loss)."""
+        losses.check_finite(self.epoch_sums.loss_sum, self.epoch_sums.checked_step, self.global_step,
+                            self.current_epoch)
+        self.epoch_sums.checked_step = self.global_step
 
     def on_train_epoch_start(self) -> None:
         self.epoch_sums.start_epoch(self.device)
+        self.epoch_sums.checked_step = self.global_step
         start_epoch = getattr(self.net, "start_epoch", None)  # a net with phases (timm_net: freeze_epochs)
         if start_epoch is not None:
             start_epoch(self.current_epoch)
 
     def on_train_epoch_end(self) -> None:
+        self._check_finite()
         seen = max(self.epoch_sums.seen, 1)
         self.log("train/loss", self.epoch_sums.loss_sum / seen, on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=seen)

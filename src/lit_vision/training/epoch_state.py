@@ -76,6 +76,7 @@ class EpochSums:
     def __init__(self) -> None:
         self.loss_sum = torch.zeros(())
         self.seen = 0
+        self.checked_step = 0  #: the global step at which the loss sum was last found finite
         self.resumed: dict[str, Any] | None = None
 
     def add(self, loss: torch.Tensor, images: int) -> None:

@@ -55,13 +55,15 @@ class NonFiniteLossError(LitVisionError, RuntimeError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 
-def check_finite(loss: torch.Tensor, step: int, epoch: int, batch_idx: int) -> None:
-    """Stop training on a NaN/inf loss (reading it on the host: free on a CPU, a sync on a GPU)."""
-    if not torch.isfinite(loss):
+def check_finite(loss_sum: torch.Tensor, since_step: int, step: int, epoch: int) -> None:
+    """Stop training when the epoch's loss sum is NaN/inf: some step's loss after global step ``since_step`` (the
+    last check) and up to ``step`` was. Reading it is a host sync on a GPU: the classifier checks on the steps the
+    loggers write and at each epoch's end, not at every step."""
+    if not torch.isfinite(loss_sum):
         raise NonFiniteLossError(
-            f"loss became {loss.item()} at global step {step} (epoch {epoch}, batch {batch_idx}). Training stopped; "
-            "the last good checkpoint is kept in checkpoints/last.ckpt. Fix: lower model.optimizer.lr, add gradient "
-            "clipping (trainer.gradient_clip_val=1.0) or use precision=32.")
+            f"loss became {loss_sum.item()} between global steps {since_step} and {step} (epoch {epoch}). Training "
+            "stopped; the last good checkpoint is kept in checkpoints/last.ckpt. Fix: lower model.optimizer.lr, add "
+            "gradient clipping (trainer.gradient_clip_val=1.0) or use precision=32.")
 
 
 def num_outputs_for(num_classes: int, loss: str) -> int:
@@ -79,8 +81,12 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 def one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Soft targets as they are; integer labels as float one-hot rows."""
-    return target if target.is_floating_point() else F.one_hot(target, num_classes).float()
+    """Soft targets as they are; integer labels as float one-hot rows (a scatter: ``F.one_hot`` checks the labels'
+    range on the host, a sync per step on a GPU)."""
+    if target.is_floating_point():
+        return target
+    rows = torch.zeros(len(target), num_classes, device=target.device)
+    return rows.scatter_(1, target.view(-1, 1), 1.0)
 
 
 @register_loss("ce", smoothing=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryAUROC,
@@ -25,26 +25,66 @@ def classification_metrics(num_classes: int, prefix: str, full: bool = True) -> 
     """``acc`` always; with ``full`` also precision/recall/f1/auroc (multiclass: macro, plus ``*_weighted``).
 
     Binary metrics take the positive-class probability, multiclass ones the probability matrix.
+
+    Updates read nothing back from the device (a host sync per step on a GPU): the training metrics
+    (``full=False``, accuracy only) skip torchmetrics' input checks and take hard predictions
+    (:func:`training_metric_input`), since its check of float inputs (``normalize_logits_if_needed``) reads a bool;
+    the ``full`` sets (validation, test) keep each batch on the device (:class:`OnDevice`) and run the real
+    updates, checks included, once at the epoch's end.
     """
+    if not full:
+        check = {"validate_args": False}
+        return MetricCollection({"acc": BinaryAccuracy(**check) if num_classes == 2
+                                 else MulticlassAccuracy(num_classes, average="micro", **check)}, prefix=prefix)
     if num_classes == 2:
-        metrics = {"acc": BinaryAccuracy()}
-        if full:
-            metrics |= {"precision": BinaryPrecision(), "recall": BinaryRecall(), "f1": BinaryF1Score(),
-                        "auroc": BinaryAUROC()}
+        metrics = {"acc": BinaryAccuracy(), "precision": BinaryPrecision(), "recall": BinaryRecall(),
+                   "f1": BinaryF1Score(), "auroc": BinaryAUROC()}
     else:
         k = num_classes
-        metrics = {"acc": MulticlassAccuracy(k, average="micro")}
-        if full:
-            metrics |= {
-                "precision": MulticlassPrecision(k, average="macro"),
-                "recall": MulticlassRecall(k, average="macro"),
-                "f1": MulticlassF1Score(k, average="macro"),
-                "auroc": MulticlassAUROC(k, average="macro"),
-                "precision_weighted": MulticlassPrecision(k, average="weighted"),
-                "recall_weighted": MulticlassRecall(k, average="weighted"),
-                "f1_weighted": MulticlassF1Score(k, average="weighted"),
-            }
-    return MetricCollection(metrics, prefix=prefix)
+        metrics = {
+            "acc": MulticlassAccuracy(k, average="micro"),
+            "precision": MulticlassPrecision(k, average="macro"),
+            "recall": MulticlassRecall(k, average="macro"),
+            "f1": MulticlassF1Score(k, average="macro"),
+            "auroc": MulticlassAUROC(k, average="macro"),
+            "precision_weighted": MulticlassPrecision(k, average="weighted"),
+            "recall_weighted": MulticlassRecall(k, average="weighted"),
+            "f1_weighted": MulticlassF1Score(k, average="weighted"),
+        }
+    return MetricCollection({name: OnDevice(metric) for name, metric in metrics.items()}, prefix=prefix)
+
+
+class OnDevice(Metric):
+    """A torchmetrics metric whose ``update`` only keeps the batch (on its device) and whose ``compute`` runs the
+    wrapped metric's update on the whole epoch at once.
+
+    torchmetrics' updates read from the device: input checks (``torch.unique`` of the targets, whether
+    probabilities lie in [0, 1]) and ``bincount`` (the macro averages), each a host sync per step on a GPU. Deferred
+    to the epoch's end, they happen once. The states are lists concatenated over DDP ranks (as the AUROC's own are),
+    and the metrics of one collection share them (torchmetrics' compute groups): one copy of an epoch's outputs."""
+
+    full_state_update = False
+
+    def __init__(self, metric: Metric) -> None:
+        super().__init__()
+        self.metric = metric
+        self.add_state("preds", default=[], dist_reduce_fx="cat")
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        self.preds.append(preds.detach())
+        self.target.append(target.detach())
+
+    def compute(self) -> torch.Tensor:
+        self.metric.reset()
+        if len(self.preds):  # nothing to add before the first update (torchmetrics then warns and returns 0)
+            self.metric.update(_cat(self.preds), _cat(self.target))
+        return self.metric.compute()
+
+
+def _cat(parts: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """A list state as one tensor (after a DDP sync it already is one)."""
+    return torch.cat(parts) if isinstance(parts, list) else parts
 
 
 def confusion_matrix(num_classes: int) -> BinaryConfusionMatrix | MulticlassConfusionMatrix:
@@ -54,6 +94,12 @@ def confusion_matrix(num_classes: int) -> BinaryConfusionMatrix | MulticlassConf
 def metric_input(probs: torch.Tensor, num_classes: int) -> torch.Tensor:
     """What the metrics take: P(positive) for binary, the full (N, K) matrix otherwise."""
     return probs[:, 1] if num_classes == 2 else probs
+
+
+def training_metric_input(probs: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """What the training metrics take: the predicted class (binary: P(positive) > 0.5, torchmetrics' own threshold),
+    which they count without reading anything back from the device."""
+    return (probs[:, 1] > 0.5).long() if num_classes == 2 else probs.argmax(dim=1)
 
 
 def logs_written_this_step(trainer: L.Trainer) -> bool:

@@ -1,27 +1,65 @@
 """Training-recipe pieces beyond the notebooks (timm / airbench toolbox), each switched by one config key:
 mixup/cutmix on batches and test-time augmentation (optimizers and schedules: :mod:`lit_vision.training.optim`).
 
-Library implementations where they exist: torchvision.transforms.v2 ``MixUp``/``CutMix``.
+MixUp/CutMix follow torchvision.transforms.v2's, with their random parameters drawn as Python numbers (no tensor
+read in a training step).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import random
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from lit_vision.checks import non_negative_number
 from lit_vision.errors import ConfigError
+from lit_vision.training.losses import one_hot
 
 MIX_KEYS = {"mixup_alpha", "cutmix_alpha"}
 TTA_KEYS = {"hflip", "translate"}
 
 
 # --- mixup / cutmix ------------------------------------------------------------------------------------------
-def batch_mixer(mix: Mapping[str, Any] | None, num_classes: int) -> Callable | None:
+class BatchMixer:
+    """MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019) on a batch, as torchvision.transforms.v2's ``MixUp``
+    and ``CutMix`` do it — each image mixed with its neighbour in the batch (``roll(1, 0)``), one ``lam ~ Beta(alpha,
+    alpha)`` per batch, CutMix's box centred uniformly and cut to the image, ``lam`` then the kept area — with the
+    random parameters drawn as Python numbers (the ``random`` module, seeded by ``seed``/``seed_everything``).
+    torchvision draws them as host tensors and reads them back, and one-hot encodes the labels with ``F.one_hot``,
+    which reads their range on a CPU: here a training step reads nothing from the device
+    (training/device_reads.py). One of the two per batch, at random, when both are on."""
+
+    def __init__(self, mixup_alpha: float, cutmix_alpha: float, num_classes: int) -> None:
+        self.alphas = [(kind, alpha) for kind, alpha in (("mixup", mixup_alpha), ("cutmix", cutmix_alpha)) if alpha]
+        self.num_classes = int(num_classes)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kind, alpha = random.choice(self.alphas) if len(self.alphas) > 1 else self.alphas[0]
+        lam = random.betavariate(alpha, alpha)
+        if kind == "mixup":
+            mixed = x.roll(1, 0).mul_(1.0 - lam).add_(x.mul(lam))
+        else:
+            mixed, lam = self._paste_box(x, lam)
+        target = one_hot(y, self.num_classes)
+        return mixed, target.roll(1, 0).mul_(1.0 - lam).add_(target.mul(lam))
+
+    @staticmethod
+    def _paste_box(x: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
+        h, w = x.shape[-2:]
+        centre_x, centre_y = random.randrange(w), random.randrange(h)
+        half_w, half_h = int(0.5 * math.sqrt(1.0 - lam) * w), int(0.5 * math.sqrt(1.0 - lam) * h)
+        x1, y1 = max(centre_x - half_w, 0), max(centre_y - half_h, 0)
+        x2, y2 = min(centre_x + half_w, w), min(centre_y + half_h, h)
+        out = x.clone()
+        out[..., y1:y2, x1:x2] = x.roll(1, 0)[..., y1:y2, x1:x2]
+        return out, 1.0 - (x2 - x1) * (y2 - y1) / (w * h)
+
+
+def batch_mixer(mix: Mapping[str, Any] | None, num_classes: int) -> BatchMixer | None:
     """``model.mix``: mixup (``mixup_alpha`` > 0) and/or cutmix (``cutmix_alpha`` > 0) on each training batch —
     one of them per batch, chosen at random when both are on. Returns ``(images, labels) -> (images, soft targets)``
     or None when both are off."""
@@ -31,11 +69,7 @@ def batch_mixer(mix: Mapping[str, Any] | None, num_classes: int) -> Callable | N
         raise ConfigError(f"model.mix has unknown key(s) {unknown}; allowed: {sorted(MIX_KEYS)}")
     mixup = non_negative_number(mix.get("mixup_alpha", 0.0), "model.mix.mixup_alpha")
     cutmix = non_negative_number(mix.get("cutmix_alpha", 0.0), "model.mix.cutmix_alpha")
-    ops = ([v2.MixUp(alpha=mixup, num_classes=num_classes)] if mixup else []) + \
-          ([v2.CutMix(alpha=cutmix, num_classes=num_classes)] if cutmix else [])
-    if not ops:
-        return None
-    return ops[0] if len(ops) == 1 else v2.RandomChoice(ops)
+    return BatchMixer(mixup, cutmix, num_classes) if (mixup or cutmix) else None
 
 
 # --- test-time augmentation ----------------------------------------------------------------------------------
