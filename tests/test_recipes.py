@@ -384,3 +384,35 @@ def test_lookahead_update_is_a_lerp_towards_the_net() -> None:
 def test_lookahead_settings_are_checked(make_cfg, setting: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         build_trainer(make_cfg(f"model.lookahead={setting}"))
+
+
+def test_ema_weights_average_as_lightnings_ema_does_without_reading_its_count() -> None:
+    """EMAWeights' foreach update gives the averages of Lightning's EMAWeightAveraging (torch's AveragedModel with
+    get_ema_avg_fn), weights and BatchNorm statistics alike, while its update count stays on the host."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+    from torch.optim.swa_utils import AveragedModel
+
+    from lit_vision.training.device_reads import DeviceReads
+    from lit_vision.training.ema import EMAWeights
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ours, reference = EMAWeights(decay=0.9), EMAWeightAveraging(decay=0.9)
+    for callback in (ours, reference):
+        callback._average_model = AveragedModel(net, use_buffers=True, **callback._kwargs)
+    ours._updates = 0  # what on_train_start reads once per fit
+    with DeviceReads() as reads:
+        for _ in range(5):
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.add_(torch.randn_like(p))
+            net(torch.randn(8, 3))  # moves the BatchNorm running statistics
+            ours.update_average(net)
+            reference._average_model.update_parameters(net)
+    ours_state, reference_state = ours._average_model.state_dict(), reference._average_model.state_dict()
+    floats = [k for k, v in reference_state.items() if v.is_floating_point()]
+    assert len(floats) == 6  # weight, bias, BatchNorm's weight, bias, running mean and variance
+    for key in floats:
+        torch.testing.assert_close(ours_state[key], reference_state[key])
+    assert int(ours_state["n_averaged"]) == int(reference_state["n_averaged"]) == 5
+    assert not [r for r in reads.reads if "ema.py" in r.site]  # torch's update_parameters reads its count
