@@ -63,31 +63,35 @@ DATA_FOLDER = {"horse_cnn": "cifar10-jpeg", "cifar10_model_s": "cifar10-jpeg", "
 VARIANTS = ("nchw", "channels_last", "compiled")
 
 
+def clocks(device: torch.device) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds (all its threads; not the time the host gave to others), read
+    once the device's queued work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter(), time.process_time()
+
+
 # --- the lit_vision train path -------------------------------------------------------------------------------
 class StepTimer(L.Callback):
-    """Times training steps ``warmup .. warmup + steps`` and appends images/s to the file ``out``."""
+    """Times training steps ``warmup .. warmup + steps`` and appends a JSON line to the file ``out``: their images,
+    wall seconds and process CPU seconds."""
 
     def __init__(self, warmup: int, steps: int, out: str) -> None:
         self.warmup, self.steps, self.out = int(warmup), int(steps), out
-        self.start, self.images = 0.0, 0
-
-    @staticmethod
-    def _sync(module: L.LightningModule) -> None:
-        if module.device.type == "cuda":
-            torch.cuda.synchronize(module.device)
+        self.start, self.images = (0.0, 0.0), 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001
         if batch_idx == self.warmup:
-            self._sync(pl_module)
-            self.start = time.perf_counter()
+            self.start = clocks(pl_module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
         if self.warmup <= batch_idx < self.warmup + self.steps:
             self.images += len(batch[1])
         if batch_idx == self.warmup + self.steps - 1:
-            self._sync(pl_module)
+            wall, cpu = clocks(pl_module.device)
             with open(self.out, "a") as f:
-                f.write(f"{self.images / (time.perf_counter() - self.start)}\n")
+                f.write(json.dumps({"images": self.images, "wall_s": wall - self.start[0],
+                                    "cpu_s": cpu - self.start[1]}) + "\n")
 
 
 def preset_config(preset: str, data_root: Path, overrides: list[str], run_dir: Path) -> DictConfig:
@@ -111,6 +115,12 @@ BARE = ["callbacks=none", "logger=none", "+trainer.enable_progress_bar=false"]
 
 
 def lit_vision_rate(preset: str, args: argparse.Namespace, work: Path, bare: bool = False) -> float:
+    return lit_vision_timing(preset, args, work, bare)["images_per_s"]
+
+
+def lit_vision_timing(preset: str, args: argparse.Namespace, work: Path, bare: bool = False) -> dict[str, Any]:
+    """One lit_vision training run of ``preset``, timed by :class:`StepTimer`: ``{"images", "wall_s", "cpu_s",
+    "images_per_s", "steps_per_execution", "steps"}`` (``steps``: the timed Lightning steps)."""
     out = work / f"{preset}{'-bare' if bare else ''}.rates"
     run_dir = Path(tempfile.mkdtemp(dir=work, prefix=f"{preset}-"))
     overrides = [*(BARE if bare else []), *args.overrides]
@@ -131,7 +141,9 @@ def lit_vision_rate(preset: str, args: argparse.Namespace, work: Path, bare: boo
     if len(lines) != before + 1:
         raise RuntimeError(f"{preset}: the lit_vision run did not reach step {warmup + steps} (is its training split "
                            "shorter? fewer --steps, or more --synthetic images)")
-    return float(lines[-1])
+    timing = json.loads(lines[-1])
+    return {**timing, "images_per_s": timing["images"] / timing["wall_s"], "steps_per_execution": group,
+            "steps": steps}
 
 
 # --- the hand-written loop -----------------------------------------------------------------------------------
@@ -192,27 +204,29 @@ class PlainLoop:
         return step
 
     def rate(self, variant: str, steps: int, warmup: int) -> float:
+        timing = self.timing(variant, steps, warmup)
+        return timing["images"] / timing["wall_s"]
+
+    def timing(self, variant: str, steps: int, warmup: int, batch: int | None = None) -> dict[str, Any]:
+        """``steps`` training steps of ``batch`` images (default: the preset's) after ``warmup`` untimed ones:
+        ``{"images", "wall_s", "cpu_s"}``."""
+        batch = batch or self.batch
         # what lit_vision sets: exact fp32 matmuls on a CPU, TF32 on a GPU
         torch.set_float32_matmul_precision("highest" if self.device.type == "cpu" else "high")
         if variant not in self._steps:
             self._steps[variant] = self.step_fn(variant)
         step = self._steps[variant]
         order = torch.randperm(len(self.labels), device=self.device)
-        batches = [order[(i * self.batch) % len(order):][: self.batch] for i in range(warmup + steps)]
+        batches = [order[(i * batch) % len(order):][:batch] for i in range(warmup + steps)]
         # as lit_vision trains on a CPU: no GPU probe in every Adam step (hardware.gpus_hidden), which a script
         # that never imported Lightning would not pay either
         with hardware.gpus_hidden(self.device.type == "cpu" and not torch.cuda.is_initialized()):
             for idx in batches[:warmup]:
                 step(idx)
-            self._sync()
-            start = time.perf_counter()
+            start = clocks(self.device)
             images = sum(step(idx) for idx in batches[warmup:])
-            self._sync()
-        return images / (time.perf_counter() - start)
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            wall, cpu = clocks(self.device)
+        return {"images": images, "wall_s": wall - start[0], "cpu_s": cpu - start[1]}
 
     def flops_per_step(self) -> float:
         """FLOPs of one training step (forward + backward) of one batch, counted by torch."""
@@ -330,10 +344,15 @@ def print_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
 OUTPUT_FLAGS = ("--json", "--markdown")
 
 
+def shown_command(script: str, argv: list[str]) -> str:
+    """The command line that measured a table, without where its own files went (``--json``, ``--markdown``)."""
+    shown = [a for i, a in enumerate(argv) if a not in OUTPUT_FLAGS and (i == 0 or argv[i - 1] not in OUTPUT_FLAGS)]
+    return f"python benchmarks/{script} " + " ".join(shown)
+
+
 def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, Any], argv: list[str]) -> None:
     """The table as markdown, with its title and the command that measured it (for docs/)."""
-    shown = [a for i, a in enumerate(argv) if a not in OUTPUT_FLAGS and (i == 0 or argv[i - 1] not in OUTPUT_FLAGS)]
-    command = "python benchmarks/throughput.py " + " ".join(shown)  # without where its own files went
+    command = shown_command("throughput.py", argv)
     path.write_text(f"{table_title(machine)}\n\n`{command}`\n\n"
                     f"{markdown_table(COLUMNS, [table_cells(r) for r in rows])}\n")
 
