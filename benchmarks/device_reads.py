@@ -48,6 +48,7 @@ CASES: dict[str, list[str]] = {
     "ema": ["experiment=cifar10_model_s", "model.ema_decay=0.9"],
     "mixup+cutmix": ["experiment=cifar10_model_s", "model.mix.mixup_alpha=0.2", "model.mix.cutmix_alpha=1.0"],
     "class weights": ["experiment=fer_custom_cnn", "data=fer_happy_sad_weighted"],
+    "TrivialAugment": ["experiment=horse_cnn", "data.augment.trivial_augment=true"],
     "DataLoader batches": ["experiment=horse_cnn", "data.on_device=false"],
 }
 SHORT = ["accelerator=cpu", "trainer.max_epochs=2", "trainer.limit_train_batches=12", "trainer.limit_val_batches=3",

@@ -32,6 +32,7 @@ CASES = [
     ("ema", ["experiment=cifar10_model_s", "model.ema_decay=0.9"]),
     ("mixup and cutmix", ["experiment=cifar10_model_s", "model.mix.mixup_alpha=0.2", "model.mix.cutmix_alpha=1.0"]),
     ("class weights", ["experiment=fer_custom_cnn", "data=fer_happy_sad_weighted"]),
+    ("TrivialAugment", ["experiment=horse_cnn", "data.augment.trivial_augment=true"]),
     ("tensorboard logger", ["experiment=horse_cnn", "logger=tensorboard"]),
     ("rich progress bar", ["experiment=horse_cnn",
                            "callbacks.progress_bar._target_=lit_vision.training.callbacks.RichStepLossBar",

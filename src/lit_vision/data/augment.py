@@ -6,7 +6,9 @@ parameters (masks, factors, affine matrices), so the cost does not grow with Pyt
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -207,7 +209,8 @@ _TRIVIAL_AUGMENT_SPACE: dict[str, tuple[float, float, bool]] = {
     "translate_x": (0.0, 32.0, True), "translate_y": (0.0, 32.0, True)}
 _MAGNITUDES = torch.stack([torch.linspace(lo, hi, _MAGNITUDE_BINS)
                            for lo, hi, _ in (_TRIVIAL_AUGMENT_SPACE[op] for op in TRIVIAL_AUGMENT_OPS)])
-_SIGNED = torch.tensor([_TRIVIAL_AUGMENT_SPACE[op][2] for op in TRIVIAL_AUGMENT_OPS])
+_MAGNITUDE_TABLE: list[list[float]] = _MAGNITUDES.tolist()
+_SIGNED_OPS = [_TRIVIAL_AUGMENT_SPACE[op][2] for op in TRIVIAL_AUGMENT_OPS]
 
 
 def _affine_theta(kind: torch.Tensor, magnitude: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -240,10 +243,23 @@ def apply_trivial_ops(x: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tens
     """Apply op ``ops[i]`` (an index into :data:`TRIVIAL_AUGMENT_OPS`) with ``magnitudes[i]`` to image ``i``.
 
     The batch is sorted by op and each op runs once on its slice (the geometric ones share one), so there is a
-    handful of batched calls per batch and a single device → host read (the slice sizes)."""
-    order = ops.argsort(stable=True)
-    out, ops_sorted, mags_sorted = x[order], ops[order], magnitudes[order]
-    bounds = torch.bincount(ops, minlength=len(TRIVIAL_AUGMENT_OPS)).cumsum(0).tolist()
+    handful of batched calls per batch. The slice sizes are read from ``ops`` here; :func:`trivial_augment` plans
+    them on the host instead (nothing read back from the device)."""
+    op_list = ops.tolist()
+    return _apply_planned(x, op_list, magnitudes.to(x.device))
+
+
+def _apply_planned(x: torch.Tensor, ops: list[int], magnitudes: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_trivial_ops` with the ops as Python numbers: the op-sorted order and the slice bounds are planned
+    on the host and the order goes to the device with the batch's own stream (no sync)."""
+    order_list = sorted(range(len(ops)), key=ops.__getitem__)  # stable, as argsort(stable=True)
+    counts = [0] * len(TRIVIAL_AUGMENT_OPS)
+    for op in ops:
+        counts[op] += 1
+    bounds = list(itertools.accumulate(counts))
+    order = _to_device(torch.tensor(order_list), x.device)
+    out, mags_sorted = x[order], magnitudes[order]
+    kinds_sorted = [ops[i] for i in order_list]
     for op, name in enumerate(TRIVIAL_AUGMENT_OPS[1:_FIRST_GEOMETRIC], start=1):
         start, stop = bounds[op - 1], bounds[op]
         if stop > start:
@@ -251,23 +267,34 @@ def apply_trivial_ops(x: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tens
             out[start:stop] = _PHOTOMETRIC[name](out[start:stop], magnitude)
     start = bounds[_FIRST_GEOMETRIC - 1]
     if bounds[-1] > start:
-        kind = ops_sorted[start:] - _FIRST_GEOMETRIC
+        kind = _to_device(torch.tensor(kinds_sorted[start:]) - _FIRST_GEOMETRIC, x.device)
         out[start:] = _geometric(out[start:], kind, mags_sorted[start:])
     return torch.empty_like(x).index_copy_(0, order, out)
 
 
-def trivial_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def _to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device`` without waiting for the device (pinned, non-blocking on CUDA)."""
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
+def trivial_augment(x: torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
     """TrivialAugmentWide on a uint8 (N, C, H, W) batch: per image, one op drawn uniformly from
     :data:`TRIVIAL_AUGMENT_OPS` with one of its 31 magnitudes drawn uniformly (negated with probability 1/2 for
-    the signed ops), as ``torchvision.transforms.v2.TrivialAugmentWide`` does for one image."""
+    the signed ops), as ``torchvision.transforms.v2.TrivialAugmentWide`` does for one image.
+
+    The draws are Python numbers from ``rng`` (default: the ``random`` module, which ``seed`` seeds and a mid-epoch
+    checkpoint saves): the batch is planned on the host and nothing is read back from the device."""
     if x.dtype != torch.uint8:
         raise TypeError(f"trivial_augment works on uint8 images, got {x.dtype}")
-    n, device = x.shape[0], x.device
-    ops = torch.randint(len(TRIVIAL_AUGMENT_OPS), (n,), device=device, generator=generator)
-    bins = torch.randint(_MAGNITUDE_BINS, (n,), device=device, generator=generator)
-    magnitudes = _MAGNITUDES.to(device)[ops, bins]
-    negate = _SIGNED.to(device)[ops] & (torch.rand(n, device=device, generator=generator) <= 0.5)
-    return apply_trivial_ops(x, ops, torch.where(negate, -magnitudes, magnitudes))
+    rng = rng or random  # the module's functions draw from its shared generator
+    ops = [rng.randrange(len(TRIVIAL_AUGMENT_OPS)) for _ in range(x.shape[0])]
+    magnitudes = []
+    for op in ops:
+        magnitude = _MAGNITUDE_TABLE[op][rng.randrange(_MAGNITUDE_BINS)]
+        magnitudes.append(-magnitude if _SIGNED_OPS[op] and rng.random() <= 0.5 else magnitude)
+    return _apply_planned(x, ops, _to_device(torch.tensor(magnitudes), x.device))
 
 
 def transfer_batch(batch: tuple[torch.Tensor, torch.Tensor], cfg: AugmentConfig,
