@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
-# The CUDA paths on one GPU, self-contained, in about 8 minutes: what `benchmarks/gpu_pack.sh` packed (wheels of
-# Hydra/OmegaConf, Fashion-MNIST gzipped) is all it needs beside the checkout; lit_vision runs from src/ with the
-# machine's own PyTorch, Lightning, timm, torchmetrics and torchvision (no package is downloaded).
+# The CUDA paths on one GPU, self-contained: what `benchmarks/gpu_pack.sh` packed (wheels of Hydra/OmegaConf,
+# Fashion-MNIST gzipped; or, with --cifar, CIFAR-10's JPEGs as one tar) is all it needs beside the checkout;
+# lit_vision runs from src/ with the machine's own PyTorch, Lightning, timm, torchmetrics and torchvision (no package
+# is downloaded). One call per step stays under 10 minutes; the default (fashion, throughput, photos) takes longer.
 #
 #   bash benchmarks/gpu_pack.sh                        # here, once: fills .whl/ and .gpu_data/ (git-ignored)
-#   bash benchmarks/gpu_check.sh [OUT_DIR]             # on the GPU machine (device run, carry .whl and .gpu_data)
+#   STEPS=fashion bash benchmarks/gpu_check.sh [OUT_DIR]  # on the GPU machine (device run, carry .whl and .gpu_data)
+#   bash benchmarks/gpu_pack.sh --cifar                # here: the cifar pack instead (replaces the default one)
+#   STEPS=cifar bash benchmarks/gpu_check.sh [OUT_DIR] # there, carrying that .whl and .gpu_data
 #   PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh --dry-run [OUT_DIR]
-#                                                      # the same steps on this CPU at a tiny size (CI runs this)
+#                                                      # every step, cifar included, on this CPU at a tiny size with
+#                                                      # the default pack (CI runs this)
 #   PRESETS="mnist_cnn fashion_dense" LIMIT_SCALE=3 ...  # optional: step 2 on these presets only (default: all
 #                                                      # seven); every step's time limit times LIMIT_SCALE (default 1)
-#   STEPS="photos" ...                                 # optional: only these of fashion, throughput, photos
-#                                                      # (default: all three; all of them take more than 10 minutes)
+#   STEPS="photos" ...                                 # optional: only these of fashion, throughput, photos, cifar
+#                                                      # (default: the first three; a dry run: all four)
 #
 # Steps, each under its own time limit, reported ok/FAILED without stopping the others:
 #   1. fashion: fashion_best trained in full (15 epochs) on Fashion-MNIST: test accuracy and training minutes;
 #   2. throughput: benchmarks/throughput.py on synthetic data for the seven notebook presets: lit_vision vs the
 #      hand-written loop (NCHW, channels_last), at the precision `trainer.precision=auto` picks (bf16 on a GPU);
 #      then two convolutional presets in fp32, and compiled (lit_vision's `model.compile=true` vs the compiled loop);
+#      then benchmarks/step_overhead.py: Lightning's cost per optimizer step over the hand-written loop;
 #   3. photos: 4,000 photos made from the carried CIFAR-10 JPEGs (benchmarks/make_photos.py), prepared into shards,
 #      benchmarks/loader.py with a worker per core but one, then experiment=photo_finetune (resnet50, 224 px, random
 #      init) trained 4 epochs from the shards and 4 from the in-memory cache of the same photos: is the GPU starved?
+#   4. cifar: CIFAR-10's 60,000 JPEGs unpacked from the cifar pack, experiment=cifar10_fast trained in full (10
+#      epochs) on them with LitData and pillow-heif unimportable (the cifar pack carries neither): test accuracy and
+#      training seconds. A dry run packs a tiny synthetic CIFAR-10 (10 + 5 JPEGs a class) the same way instead.
 # Writes OUT_DIR (default outputs/gpu_check): gpu_check.log (everything), summary.md (the tables for docs/gpu.md),
-# throughput*.json, fashion_best_metrics.json, loader_photos.json, photo_runs.json.
+# throughput*.json, step_overhead.json, fashion_best_metrics.json, loader_photos.json, photo_runs.json,
+# cifar10_fast_metrics.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -55,9 +64,32 @@ for name in $(ls .whl | sed 's/-[0-9].*//' | sort -u); do  # one by one: a binar
 done
 export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 LIT_VISION_ROOT="$WORK"
-[ -d .gpu_data/FashionMNIST ] || { echo "no .gpu_data/: run benchmarks/gpu_pack.sh and carry .gpu_data" >&2; exit 2; }
-mkdir -p "$WORK/data/FashionMNIST/raw"
-for f in .gpu_data/FashionMNIST/raw/*.gz; do gunzip -c "$f" > "$WORK/data/FashionMNIST/raw/$(basename "$f" .gz)"; done
+if [ $DRY = 1 ]; then STEPS=" ${STEPS:-fashion throughput photos cifar} "
+else STEPS=" ${STEPS:-fashion throughput photos} "; fi
+want() { [[ "$STEPS" == *" $1 "* ]]; }
+if want fashion; then
+  [ -d .gpu_data/FashionMNIST ] || { echo "no .gpu_data/FashionMNIST: run benchmarks/gpu_pack.sh, carry .gpu_data" >&2
+                                     exit 2; }
+  mkdir -p "$WORK/data/FashionMNIST/raw"
+  for f in .gpu_data/FashionMNIST/raw/*.gz; do gunzip -c "$f" > "$WORK/data/FashionMNIST/raw/$(basename "$f" .gz)"; done
+fi
+CIFAR_TAR=.gpu_data/cifar10-jpeg.tar.gz
+if want cifar && [ $DRY = 1 ]; then
+  # a tiny CIFAR-10 of synthetic JPEGs (train/<class>/, test/<class>/), packed as `gpu_pack.sh --cifar` packs the real
+  CIFAR_TAR=$WORK/cifar10-jpeg.tar.gz
+  "$PY" - "$WORK/cifar_tiny" >> "$LOG" 2>&1 <<'PYEOF' &&
+import sys
+from pathlib import Path
+from lit_vision.data.synthetic import CIFAR_CLASSES, write_image_folder
+root = Path(sys.argv[1])
+write_image_folder(root / "train", CIFAR_CLASSES, 10, ext="jpg")
+write_image_folder(root / "test", CIFAR_CLASSES, 5, seed=1, ext="jpg")
+PYEOF
+    tar -czf "$CIFAR_TAR" --sort=name -C "$WORK/cifar_tiny" train test && rm -rf "$WORK/cifar_tiny"
+elif want cifar; then
+  [ -f "$CIFAR_TAR" ] || { echo "no $CIFAR_TAR: run benchmarks/gpu_pack.sh --cifar and carry .whl and .gpu_data" >&2
+                           exit 2; }
+fi
 
 CORES=$(nproc)
 if [ $DRY = 1 ]; then
@@ -70,6 +102,11 @@ if [ $DRY = 1 ]; then
   LOADER_SIZE=(--workers 1 --images 16 --batch-size 4 --image-size 32 --prepare-images 20)
   PHOTO_SIZE=(model.net.backbone=resnet10t data.image_size=[64,64] data.batch_size=4 data.eval_batch_size=8
               data.num_workers=1 trainer.max_epochs=2)
+  # both presets group 32 optimizer steps (steps_per_execution): a warm-up and a timed group at batch 8 take 512
+  # training images (their batch-32/128 cells are skipped, with the reason)
+  OVERHEAD_SIZE=(--synthetic 700 --steps 4 --warmup 2 --rounds 1)
+  OVERHEAD_PRESETS=(fashion_dense mnist_cnn)
+  CIFAR_SIZE=("${TRAIN_SIZE[@]}" data.batch_size=16 data.eval_batch_size=16)
 else
   ACCEL=cuda; DEVICE=cuda
   TRAIN_SIZE=()
@@ -79,9 +116,10 @@ else
   PHOTOS=4000
   LOADER_SIZE=(--workers $((CORES > 1 ? CORES - 1 : 1)) --images 3000 --prepare-images 1000)
   PHOTO_SIZE=(trainer.max_epochs=4)
+  OVERHEAD_SIZE=(--synthetic 3000 --rounds 3)
+  OVERHEAD_PRESETS=(${PRESETS:-})
+  CIFAR_SIZE=()
 fi
-STEPS=" ${STEPS:-fashion throughput photos} "
-want() { [[ "$STEPS" == *" $1 "* ]]; }
 
 {
   echo "# gpu_check $(date -u +%Y-%m-%dT%H:%MZ)$([ $DRY = 1 ] && echo ' (dry run on the CPU)')"
@@ -122,6 +160,13 @@ step "throughput, model.compile=true" 240 \
   "$PY" benchmarks/throughput.py --device $DEVICE "${BENCH_SIZE[@]}" "${COMPILE_SIZE[@]}" \
     --variants compiled --overrides model.compile=true \
     --json "$OUT/throughput_compiled.json" --markdown "$WORK/throughput_compiled.md"
+# --- Lightning's cost per optimizer step, against the hand-written loop -----------------------------------------
+OVERHEAD_NAMES="${OVERHEAD_PRESETS[*]}"
+rm -f "$OUT/step_overhead.json" "$OUT/step_overhead.md"  # the summary takes its table from OUT: none from before
+step "step overhead, ${OVERHEAD_NAMES:-7 notebook presets}" 240 \
+  "$PY" benchmarks/step_overhead.py --device $DEVICE "${OVERHEAD_SIZE[@]}" \
+    ${OVERHEAD_PRESETS[@]:+--presets "${OVERHEAD_PRESETS[@]}"} \
+    --json "$OUT/step_overhead.json" --markdown "$OUT/step_overhead.md"
 fi
 
 # --- 3. photos at 224 px: the shards loader alone, and feeding photo_finetune on the GPU ---------------------------
@@ -141,17 +186,29 @@ for source in shards memory; do
 done
 fi
 
+# --- 4. CIFAR-10 from its JPEGs: cifar10_fast in full, without LitData and pillow-heif ---------------------------
+if want cifar; then
+step "cifar: unpack $(basename "$CIFAR_TAR")" 120 bash -c "mkdir -p \"\$1\" && tar -xzf \"\$0\" -C \"\$1\" &&
+  echo \"\$(find \"\$1/train\" -type f | wc -l) train and \$(find \"\$1/test\" -type f | wc -l) test images\"" \
+  "$CIFAR_TAR" "$WORK/cifar10-jpeg"
+# the cifar pack carries neither LitData nor pillow-heif: they are made unimportable here too (shadowed by modules
+# that raise ModuleNotFoundError), so the dry run, whose interpreter has both, fails where the GPU machine would
+mkdir -p "$WORK/without"
+for module in litdata pillow_heif; do
+  echo "raise ModuleNotFoundError('$module: not in the cifar pack (gpu_check.sh keeps it out of the cifar step)', \
+name='$module')" > "$WORK/without/$module.py"
+done
+rm -f "$OUT/cifar10_fast_metrics.json"
+step "train cifar10_fast ($ACCEL)" 420 \
+  env PYTHONPATH="$WORK/without:$PYTHONPATH" \
+  "$PY" -m lit_vision.train experiment=cifar10_fast data.root="$WORK/cifar10-jpeg" accelerator=$ACCEL \
+    "${CIFAR_SIZE[@]}" hydra.run.dir="$WORK/runs/cifar10_fast" paths.cache_dir="$WORK/cache"
+cp "$WORK/runs/cifar10_fast/metrics.json" "$OUT/cifar10_fast_metrics.json" 2>/dev/null
+fi
+
 # --- the summary ------------------------------------------------------------------------------------------------
-{
-  echo
-  echo '## Steps'
-  echo
-  sed 's/^/    /' "$SUMMARY.steps"
-  echo
-  if want fashion; then
-  echo '## fashion_best'
-  echo
-  "$PY" - "$OUT/fashion_best_metrics.json" <<'PYEOF'
+metrics_line() {  # metrics_line <metrics.json> <min|s>: test accuracy, epochs, images and training time of one run
+  "$PY" - "$1" "$2" <<'PYEOF'
 import json, sys
 try:
     m = json.load(open(sys.argv[1]))
@@ -161,12 +218,27 @@ except OSError:
 test = m.get("test", m)
 keys = [k for k in ("test/acc", "acc") if k in test] or [k for k in test if k.endswith("acc")]
 acc = test[keys[0]] if keys else None
+seconds = m.get("train_seconds", 0)
+counts = m.get("data", {}).get("counts", {})
+images = "/".join(f"{sum(counts[s].values()):,}" for s in ("train", "val", "test") if s in counts)
 print(f"test accuracy {acc:.4f}" if isinstance(acc, float) else f"test: {test}",
-      f"| epochs {m.get('epochs_trained')} | training {m.get('train_seconds', 0) / 60:.2f} min")
+      f"| epochs {m.get('epochs_trained')}" + (f" | train/val/test images {images}" if images else ""),
+      f"| training {seconds / 60:.2f} min" if sys.argv[2] == "min" else f"| training {seconds:.1f} s")
 PYEOF
+}
+{
+  echo
+  echo '## Steps'
+  echo
+  sed 's/^/    /' "$SUMMARY.steps"
+  echo
+  if want fashion; then
+  echo '## fashion_best'
+  echo
+  metrics_line "$OUT/fashion_best_metrics.json" min
   fi
-  for t in throughput throughput_fp32 throughput_compiled; do
-    [ -f "$WORK/$t.md" ] && { echo; echo "## $t"; echo; cat "$WORK/$t.md"; }
+  for md in "$WORK/throughput.md" "$WORK/throughput_fp32.md" "$WORK/throughput_compiled.md" "$OUT/step_overhead.md"; do
+    [ -f "$md" ] && { echo; echo "## $(basename "$md" .md)"; echo; cat "$md"; }
   done
   if want photos; then
     echo
@@ -219,6 +291,12 @@ if rows:
         print()
 (out / "photo_runs.json").write_text(json.dumps(rows, indent=2))
 PYEOF
+  fi
+  if want cifar; then
+    echo
+    echo '## cifar10_fast'
+    echo
+    metrics_line "$OUT/cifar10_fast_metrics.json" s
   fi
 } >> "$SUMMARY"
 rm -f "$SUMMARY.steps"

@@ -61,12 +61,14 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 from torchvision.transforms import functional as TF
 
-import lit_vision.imaging  # noqa: F401  (registers pillow-heif: HEIC photos open in PIL, here and in workers)
 from lit_vision.config import CONF_DIR
 from lit_vision.data.image_folder import is_image_file, list_class_folders, list_files, split_dirs
 from lit_vision.data.preparation import PrepareSettings, prepare_shards
 from lit_vision.data.streaming import PhotoTransform, ShardsDataModule
+from lit_vision.imaging import register_heif
 from lit_vision.reproduction.machine import cores, cpu_model
+
+register_heif()  # ImageFolder opens with PIL itself: HEIC photos need pillow-heif's opener, here and in workers
 
 #: warm-up batches per worker process: start-up, and the first use of its batch slots (data/batch_slots.py)
 WARMUP_PER_WORKER = 4

@@ -5,7 +5,8 @@ real output: a row per preset with positive images/s, the table printed, no fail
 The sizes are for CI, not for measuring: the numbers are meaningless beyond being positive. The Keras tests need
 the separate TensorFlow environment (``bash benchmarks/setup_keras_venv.sh`` makes ``.venv-keras``) and are skipped,
 with that command as the reason, where it is absent. The gpu_check.sh dry run packs its wheels and data first
-(``benchmarks/gpu_pack.sh``: PyPI and ../shared/datasets) when ``.whl/`` or ``.gpu_data/`` is missing.
+(``benchmarks/gpu_pack.sh``: PyPI and ../shared/datasets) when ``.whl/`` or ``.gpu_data/`` is missing or holds the
+cifar pack (``gpu_pack.sh --cifar``; the dry run makes its own tiny CIFAR-10).
 """
 
 from __future__ import annotations
@@ -87,6 +88,44 @@ def test_throughput_writes_a_row_per_preset(tmp_path: Path) -> None:
         assert f"| {preset} |" in md.read_text()
     assert "training images/s" in output and "synthetic (3000 training images per dataset)" in output
 
+
+@pytest.mark.timeout(600)
+def test_step_overhead_times_both_sides_per_preset_and_batch(tmp_path: Path) -> None:
+    """step_overhead.py on synthetic Fashion-MNIST: a dense preset grouped by steps_per_execution=32 and an ungrouped
+    CNN, each at a small batch and at its own, two interleaved rounds: wall and CPU µs per optimizer step of the
+    lit_vision path and of the hand-written loop, the side that goes first alternating. 2600 images: 80% of them
+    hold fashion_dense's two groups (warm-up, timed) of 32 x 32 images at its own batch."""
+    import statistics
+
+    presets = ["fashion_dense", "fashion_cnn_final"]
+    out, md = tmp_path / "step_overhead.json", tmp_path / "step_overhead.md"
+    args = ["--presets", *presets, "--synthetic", "2600", "--steps", "4", "--warmup", "2", "--rounds", "2",
+            "--small-batch", "8"]
+    output = run([sys.executable, BENCH / "step_overhead.py", *args, "--json", out, "--markdown", md], timeout=540)
+    rows = json.loads(out.read_text())
+    assert [(r["preset"], r["kind"]) for r in rows] == [(p, k) for p in presets for k in ("small", "own")]
+    for r in rows:
+        grouped = r["preset"] == "fashion_dense"
+        assert r["skipped"] is None and r["batch"] == (8 if r["kind"] == "small" else 32), r
+        assert r["steps_per_execution"] == (32 if grouped else 1)
+        # optimizer steps, in whole groups of steps_per_execution
+        assert (r["warmup_steps"], r["timed_steps"]) == ((32, 32) if grouped else (2, 4)), r
+        values = r["rounds"]
+        for clock in ("wall", "cpu"):
+            lit, loop = values[f"lit_{clock}_us"], values[f"loop_{clock}_us"]
+            assert len(lit) == len(loop) == 2 and min(lit + loop) > 0, (clock, r)
+            assert values[f"added_{clock}_us"] == pytest.approx([a - b for a, b in zip(lit, loop)])
+            assert r["median"][f"ratio_{clock}"] == pytest.approx(statistics.median(a / b for a, b in zip(lit, loop)))
+            assert r["spread"][f"lit_{clock}_us"] == [min(lit), max(lit)]
+        assert sorted(r["order"]) == ["lit", "loop"], r["order"]
+        assert r["machine"]["cpu"] and r["machine"]["rounds"] == 2 and r["machine"]["device"] == "cpu"
+    assert [r["order"][0] for r in rows] == ["lit", "loop", "lit", "loop"]
+    for preset in presets:
+        assert len(table_rows(output, preset)) == 2
+    text = md.read_text()
+    assert "| preset | batch | k | lit µs/step | loop µs/step | added µs/step |" in text
+    assert f"`python benchmarks/step_overhead.py {' '.join(args)}`" in text
+    assert "µs per optimizer step" in output and "synthetic (2600 training images per dataset)" in output
 
 def test_cpu_precision_reports_every_layout_and_mode(tmp_path: Path) -> None:
     """cpu_precision.py: the hand-written loop in both layouts under the three CPU numerics."""
@@ -264,8 +303,9 @@ def test_keras_throughput_writes_a_row_per_preset(tmp_path: Path) -> None:
 @pytest.mark.timeout(900)
 def test_gpu_check_dry_run_passes_every_step(tmp_path: Path) -> None:
     """gpu_check.sh --dry-run: the wheels installed from .whl/, Fashion-MNIST and the photo source from .gpu_data/,
-    then every step at a tiny size (step 2 on one preset; limits x3 for a loaded CPU): all ok, the summary and JSON
-    records written."""
+    then every step at a tiny size (step 2 on one preset; limits x3 for a loaded CPU), the cifar step included (a
+    dry run's default STEPS: a tiny synthetic CIFAR-10 packed and unpacked as the cifar pack's, trained with LitData
+    and pillow-heif unimportable): all ok, the summary and JSON records written."""
     packed = [(REPO / ".gpu_data" / "FashionMNIST").is_dir(), (REPO / ".gpu_data" / "photo_source").is_dir(),
               any((REPO / ".whl").glob("litdata-*.whl"))]
     if not all(packed):
@@ -279,7 +319,9 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path: Path) -> None:
                  env=dict(env(), PYTHON=sys.executable, PRESETS="fer_custom_cnn", LIMIT_SCALE="3"))
     summary = (out / "summary.md").read_text()
     steps = [ln.strip() for ln in summary.split("## Steps", 1)[1].split("##", 1)[0].splitlines() if ln.strip()]
-    assert len(steps) == 8 and all(s.startswith("ok ") for s in steps), f"{summary}\n{output[-3000:]}"
+    assert len(steps) == 11 and all(s.startswith("ok ") for s in steps), f"{summary}\n{output[-3000:]}"
+    assert any("step overhead" in s for s in steps) and any("cifar: unpack" in s for s in steps), steps
+    assert any("train cifar10_fast (cpu)" in s for s in steps), steps
     assert "FAILED" not in summary and "FAILED" not in output
     assert "dry run on the CPU" in summary and re.search(r"test accuracy \d\.\d{4}", summary), summary
     metrics = json.loads((out / "fashion_best_metrics.json").read_text())
@@ -290,6 +332,15 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path: Path) -> None:
         rows = json.loads((out / name).read_text())
         assert [r["preset"] for r in rows] == presets and all(r["lit_vision"] > 0 and r["plain"] > 0 for r in rows)
         assert f"## {name.removesuffix('.json')}\n" in summary
+    overhead = json.loads((out / "step_overhead.json").read_text())
+    measured = {r["preset"] for r in overhead if not r["skipped"]}  # at batch 8 (their own batches need more images)
+    assert {r["preset"] for r in overhead} == measured == {"fashion_dense", "mnist_cnn"}, overhead
+    assert "## step_overhead\n" in summary and (out / "step_overhead.md").is_file()
+    cifar = json.loads((out / "cifar10_fast_metrics.json").read_text())
+    counts = {split: sum(c.values()) for split, c in cifar["data"]["counts"].items()}
+    assert cifar["epochs_trained"] == 1 and counts["test"] == 50 and counts["train"] + counts["val"] == 100, counts
+    assert re.search(r"## cifar10_fast\n\ntest accuracy \d\.\d{4} \| epochs 1 \| train/val/test images \d+/\d+/50 "
+                     r"\| training \d+\.\d s", summary), summary
     loader = json.loads((out / "loader_photos.json").read_text())
     assert {r["key"] for r in loader["rows"]} >= {"shards_loader", "imagefolder_loader", "prepare"}
     photo_runs = json.loads((out / "photo_runs.json").read_text())

@@ -37,6 +37,7 @@ from lit_vision.data.image_folder import load_image_folders, split_dirs
 from lit_vision.data.preparation import PrepareSettings, prepare_shards
 from lit_vision.data.shards import ShardsCorruptError, ShardsError, open_shards
 from lit_vision.errors import ConfigError, CorruptImageError, DataNotFoundError
+from lit_vision.imaging import register_heif
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["a", "b", "c"]
@@ -227,6 +228,7 @@ def format_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_photos(root, "train", {"a": 2, "b": 2})
     folder = root / "train" / "a"
     base = picture((80, 60), (180, 120, 60))
+    assert register_heif()  # pillow-heif writes the HEIC (lit_vision registers it only to read one)
     base.save(folder / "heic.heic", format="HEIF", quality=95)
     base.save(folder / "avif.avif", format="AVIF", quality=95)
     rgba = base.convert("RGBA")

@@ -3,26 +3,65 @@
 Training (folder sources), prediction and the HTTP service all decode through :func:`decode_image`; ``prepare``
 reads photos for streaming shards through :func:`open_upright` too, and a model trained on those shards is served
 through :func:`resize_centre_crop`, its evaluation view. Phone photos are readable everywhere: Pillow
-reads AVIF itself, and pillow-heif (registered on import) adds HEIC/HEIF.
+reads AVIF itself, and pillow-heif adds HEIC/HEIF: :func:`open_image` imports and registers it the first time Pillow
+cannot identify a file, so decoding JPEGs and PNGs (a CIFAR-10 training run, say) never imports it, and a machine
+without pillow-heif reads everything but HEIC.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from pathlib import Path
+from typing import IO
 
 import numpy as np
-import pillow_heif
-from PIL import ExifTags, Image, ImageOps
-
-pillow_heif.register_heif_opener()
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 #: Decompression-bomb guard: larger images are refused before they are decoded.
 MAX_IMAGE_PIXELS = 50_000_000
 #: The one resampling filter of the project: folder images and in-memory arrays are resized alike. PIL's bilinear
 #: filter widens with the scale factor when shrinking, so downsizing is antialiased.
 RESAMPLE = Image.Resampling.BILINEAR
+
+
+#: Whether pillow-heif's opener is registered with Pillow (``None``: not tried yet; :func:`register_heif`), and
+#: the lock of its one import.
+_heif_registered: bool | None = None
+_heif_lock = threading.Lock()
+
+
+def register_heif() -> bool:
+    """Register pillow-heif's HEIC/HEIF opener with Pillow, once: whether it is registered (``False``: pillow-heif
+    is not installed). Imported here, not at the module's top, so that only a file Pillow cannot identify pays for
+    it; under a lock, as folder decoding runs in threads."""
+    global _heif_registered
+    with _heif_lock:
+        if _heif_registered is None:
+            try:
+                import pillow_heif
+            except ImportError:
+                _heif_registered = False
+            else:
+                pillow_heif.register_heif_opener()
+                _heif_registered = True
+    return bool(_heif_registered)
+
+
+def open_image(source: str | Path | IO[bytes]) -> Image.Image:
+    """``PIL.Image.open``, HEIC/HEIF included: when Pillow cannot identify the file and pillow-heif's opener is not
+    registered yet, it is registered (:func:`register_heif`) and the file opened once more. Raises
+    ``UnidentifiedImageError`` as Pillow does when neither can read it."""
+    tried = _heif_registered is not None
+    try:
+        return Image.open(source)
+    except UnidentifiedImageError:
+        if tried or not register_heif():
+            raise
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return Image.open(source)
 
 
 def upright(img: Image.Image) -> Image.Image:
@@ -62,7 +101,7 @@ def open_upright(source: Path | bytes, channels: int, short_side: int | None = N
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-        with Image.open(opened) as img:
+        with open_image(opened) as img:
             _check_pixels(img)
             if short_side is not None and img.format == "JPEG":
                 scale = short_side / min(img.size)

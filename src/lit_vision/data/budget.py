@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from lit_vision.errors import ConfigError
+from lit_vision.imaging import open_image
 
 #: Disk left free besides the cache (checkpoints, logs, the temporary file the cache is written through).
 DISK_MARGIN_BYTES = 1_000_000_000
@@ -64,7 +65,7 @@ def available_memory_bytes() -> int | None:
 def header_size(image: Path) -> tuple[int, int] | None:
     """``(H, W)`` read from the file's header (nothing decoded), or ``None`` when the header cannot be read."""
     try:
-        with Image.open(image) as img:
+        with open_image(image) as img:
             width, height = img.size
     except HEADER_ERRORS:
         return None
