@@ -20,7 +20,7 @@ from lit_vision.data.augment import to_float
 from lit_vision.errors import LitVisionError
 from lit_vision.models.registry import canonical_spec, create_net
 from lit_vision.models.whitening import unfitted_stems
-from lit_vision.training import epoch_state, grouped_steps, losses, optim, recipes
+from lit_vision.training import compiled, epoch_state, grouped_steps, losses, optim, recipes
 from lit_vision.training.losses import NonFiniteLossError, num_outputs_for
 from lit_vision.training.metrics import (
     TestOutputs,
@@ -62,16 +62,19 @@ class ImageClassifier(L.LightningModule):
         # recipes (training/recipes.py); None/absent = off, as in checkpoints written before they existed
         self.mixer = recipes.batch_mixer(mix, self.num_classes)
         self.tta = recipes.check_tta(tta)
-        self.train_metrics = classification_metrics(self.num_classes, "train/", full=False)
         self.val_metrics = classification_metrics(self.num_classes, "val/")
         self.test_metrics = classification_metrics(self.num_classes, "test/")
         self.test_collector = TestOutputs(self.num_classes)
         self.test_outputs: dict[str, torch.Tensor] = {}  # the last test's probs, targets, confusion matrix
-        self.epoch_sums = epoch_state.EpochSums()  # train/loss, and what a resumed fit continues
+        self.epoch_sums = epoch_state.EpochSums()  # train/loss and train/acc, and what a resumed fit continues
         self.steps_per_execution, self.micro_batch_size = 1, 0  # set_steps_per_execution
         self.direct_backward = False  # on_fit_start
         self.logged_step_loss: float | None = None  # the last train/loss_step logged (the progress bar's)
+        # model.compile (training/compiled.py): the forward for evaluation and prediction, and for training the
+        # forward and loss as one function (its backward compiled by AOTAutograd); the optimizer step in
+        # configure_optimizers
         self._forward = torch.compile(self._net_forward) if compile else self._net_forward
+        self.compiled_net_loss = torch.compile(self._net_loss) if compile else None
 
     # --- forward -------------------------------------------------------------------------------
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,6 +87,11 @@ class ImageClassifier(L.LightningModule):
 
     def _net_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.preprocess(x))
+
+    def _net_loss(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits) of a training batch: what ``model.compile`` compiles as one function."""
+        logits = self._net_forward(x)
+        return self.compute_loss(logits, target), logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x)
@@ -134,8 +142,12 @@ class ImageClassifier(L.LightningModule):
         if self.automatic_optimization:
             x, y = batch
             x, target = self.mix(x, y)
-            logits = self(x)
-            loss, probs, y = self.compute_loss(logits, target), self.probabilities(logits).detach(), target
+            if self.compiled_net_loss is not None:  # model.compile
+                loss, logits = self.compiled_net_loss(x, target)
+            else:
+                logits = self(x)
+                loss = self.compute_loss(logits, target)
+            probs, y = self.probabilities(logits).detach(), target
         else:
             loss, logits, y = grouped_steps.training_steps(self, batch)
             probs = self.probabilities(logits)
@@ -143,17 +155,19 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     def _record_training(self, loss: torch.Tensor, probs: torch.Tensor, y: torch.Tensor, batch_idx: int) -> None:
-        """Update the train metrics, add to the epoch's loss sum; on the steps the loggers write, log the step loss
-        and stop on a non-finite loss.
+        """Add to the epoch's loss sum and count of correct predictions; on the steps the loggers write, log the step
+        loss and stop on a non-finite loss.
 
         Nothing here reads from the device on the other steps (each read is a host sync on a GPU; see
-        training/device_reads.py): the metrics count on the device, and a NaN/inf loss shows in the epoch's loss
-        sum, which is read on the logging steps and at the epoch's end (:meth:`_check_finite`). The epoch mean is
-        summed on the device and logged once per epoch, the step loss only on the steps the loggers write: each
+        training/device_reads.py): the sums stay on the device, and a NaN/inf loss shows in the epoch's loss sum,
+        which is read on the logging steps and at the epoch's end (:meth:`_check_finite`). ``train/acc`` is the
+        epoch's count over its images, as torchmetrics' accuracy would give, without its ~60 µs of per-step Python
+        (a torchmetrics update on a 2-core CPU). The epoch means are logged once per epoch, the step loss only on
+        the steps the loggers write: each
         ``self.log`` call costs ~0.8 ms on a 2-core CPU, and Lightning's per-step aggregation of logged values ~1.4 ms,
         as much as a whole step of the notebooks' dense nets (benchmarks/throughput.py)."""
-        self.train_metrics.update(training_metric_input(probs, self.num_classes), y)
-        self.epoch_sums.add(loss, len(y))
+        correct = (training_metric_input(probs, self.num_classes) == y).sum()
+        self.epoch_sums.add(loss, len(y), correct)
         if logs_written_this_step(self.trainer):
             self._check_finite()
             # not prog_bar: Lightning turns progress-bar values into Python numbers at every step (#21232), a host
@@ -177,16 +191,14 @@ class ImageClassifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._check_finite()
         seen = max(self.epoch_sums.seen, 1)
-        self.log("train/loss", self.epoch_sums.loss_sum / seen, on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=seen)
-        # the metric objects themselves: Lightning computes (and syncs over DDP ranks) and resets them at epoch end,
-        # on every rank at the same point; computing them here would start a collective rank 0 may not be in
-        self.log_dict(self.train_metrics, on_epoch=True, prog_bar=True)
+        # sync_dist: under DDP the means over every rank's images (Lightning weights each rank's by batch_size)
+        for key, total in (("train/loss", self.epoch_sums.loss_sum), ("train/acc", self.epoch_sums.correct)):
+            self.log(key, total / seen, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=seen)
 
     # --- exact resume (training/epoch_state.py) ------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[grouped_steps.CHECKPOINT_KEY] = self.steps_per_execution  # resume checks it (checkpoints.py)
-        self.epoch_sums.save(checkpoint, self.train_metrics)
+        self.epoch_sums.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.epoch_sums.load(checkpoint)
@@ -197,7 +209,7 @@ class ImageClassifier(L.LightningModule):
         Here, after the batch is fetched and before it is augmented (``on_after_batch_transfer``): what the
         uninterrupted run drew between the checkpoint and this point is only the loader's, before the epoch."""
         if self.trainer.training:
-            self.epoch_sums.resume_batch(self.train_metrics, self.device, self.trainer.world_size)
+            self.epoch_sums.resume_batch(self.device, self.trainer.world_size)
         return batch
 
     # --- evaluation ----------------------------------------------------------------------------
@@ -229,6 +241,8 @@ class ImageClassifier(L.LightningModule):
     # --- optimisation (training/optim.py) ------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optimizer = optim.create_optimizer(self, self.hparams.optimizer)
+        if self.hparams.compile:  # before the schedule wraps its step (training/compiled.py)
+            compiled.compile_optimizer_step(optimizer, self.hparams.scheduler)
         scheduler = optim.create_scheduler(optimizer, self.hparams.scheduler,
                                            lambda: grouped_steps.planned_optimizer_steps(self))
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,8 +1,8 @@
 """What a checkpoint written mid-epoch carries, besides weights, optimizer and the loader's position
 (data/epoch_order.py), so that the resumed epoch ends with the same metrics as an uninterrupted one.
 
-* the epoch's running training sums: the loss sum and image count behind ``train/loss`` and the train metrics'
-  states (``train/acc``): without them the resumed epoch would report the mean of its second half only;
+* the epoch's running training sums: the loss sum, the count of correct predictions and the image count behind
+  ``train/loss`` and ``train/acc``: without them the resumed epoch would report the mean of its second half only;
 * the random number generators (torch CPU and CUDA, numpy, Python) at the batch boundary: augmentation, mixup and
   dropout draw from them, so the resumed batches get the same crops, flips and dropout masks.
 
@@ -16,12 +16,14 @@ Everything is plain tensors and numbers, so checkpoints still load with ``weight
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics import MetricCollection
+
+log = logging.getLogger(__name__)
 
 #: the key of this state in a checkpoint
 CHECKPOINT_KEY = "lit_vision_epoch_state"
@@ -47,44 +49,30 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def metric_states(metrics: MetricCollection) -> dict[str, dict[str, torch.Tensor]]:
-    """Each metric's accumulated states (torchmetrics keeps them out of ``state_dict``)."""
-    return {name: {k: v.detach().cpu().clone() for k, v in metric.metric_state.items()
-                   if isinstance(v, torch.Tensor)}
-            for name, metric in metrics.items(keep_base=True, copy_state=False)}
-
-
-def load_metric_states(metrics: MetricCollection, states: dict[str, dict[str, torch.Tensor]],
-                       device: torch.device) -> None:
-    for name, metric in metrics.items(keep_base=True, copy_state=False):
-        for key, value in states.get(name, {}).items():
-            setattr(metric, key, value.to(device))
-        metric._update_count = max(metric._update_count, 1)
-        metric._computed = None
-
-
-def capture(loss_sum: torch.Tensor, seen: int, metrics: MetricCollection) -> dict[str, Any]:
-    return {"loss_sum": loss_sum.detach().cpu().clone(), "seen": int(seen), "metrics": metric_states(metrics),
+def capture(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> dict[str, Any]:
+    return {"loss_sum": loss_sum.detach().cpu().clone(), "correct": correct.detach().cpu().clone(), "seen": int(seen),
             "rng": rng_states()}
 
 
 class EpochSums:
-    """The epoch's running training loss sum and image count (``train/loss``), and the state a resumed fit continues
-    from: read from the checkpoint by :meth:`load`, kept until training resumes (validate/test with a checkpoint
-    load it too, and must not apply it)."""
+    """The epoch's running training loss sum, count of correct predictions and image count (``train/loss``,
+    ``train/acc``), kept on the device, and the state a resumed fit continues from: read from the checkpoint by
+    :meth:`load`, kept until training resumes (validate/test with a checkpoint load it too, and must not apply it)."""
 
     def __init__(self) -> None:
         self.loss_sum = torch.zeros(())
+        self.correct = torch.zeros((), dtype=torch.long)
         self.seen = 0
         self.checked_step = 0  #: the global step at which the loss sum was last found finite
         self.resumed: dict[str, Any] | None = None
 
-    def add(self, loss: torch.Tensor, images: int) -> None:
+    def add(self, loss: torch.Tensor, images: int, correct: torch.Tensor) -> None:
         self.loss_sum += loss.detach() * images
+        self.correct += correct
         self.seen += images
 
-    def save(self, checkpoint: dict[str, Any], metrics: MetricCollection) -> None:
-        checkpoint[CHECKPOINT_KEY] = capture(self.loss_sum, self.seen, metrics)
+    def save(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = capture(self.loss_sum, self.correct, self.seen)
 
     def load(self, checkpoint: dict[str, Any]) -> None:
         self.resumed = checkpoint.get(CHECKPOINT_KEY)
@@ -92,11 +80,12 @@ class EpochSums:
     def start_epoch(self, device: torch.device) -> None:
         """Zero sums; resumed from an epoch's end: a new epoch, the same random streams."""
         self.loss_sum, self.seen = torch.zeros((), device=device), 0
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
         if self.resumed is not None:
             set_rng_states(self.resumed["rng"])
             self.resumed = None
 
-    def resume_batch(self, metrics: MetricCollection, device: torch.device, world_size: int) -> None:
+    def resume_batch(self, device: torch.device, world_size: int) -> None:
         """Before the first training batch of a run resumed mid-epoch: continue the epoch's sums (one process only)
         and random streams."""
         if self.resumed is None:
@@ -105,8 +94,12 @@ class EpochSums:
         if world_size == 1:
             self.loss_sum = state["loss_sum"].to(device)
             self.seen = int(state["seen"])
-            load_metric_states(metrics, state["metrics"], device)
+            if "correct" in state:
+                self.correct = state["correct"].to(device)
+            else:  # written before train/acc was a count: this epoch's accuracy is the resumed part's
+                log.warning("the checkpoint was written by an older lit_vision: this epoch's train/acc counts only "
+                            "the batches after the resume")
         set_rng_states(state["rng"])
 
 
-__all__ = ["CHECKPOINT_KEY", "EpochSums", "capture", "load_metric_states", "rng_states", "set_rng_states"]
+__all__ = ["CHECKPOINT_KEY", "EpochSums", "capture", "rng_states", "set_rng_states"]

@@ -40,13 +40,18 @@ def training_steps(module: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor,
     x, y = batch
     optimizer = module.optimizers()
     scheduler = module.lr_schedulers()  # None, or a per-step one (config validation refuses plateau)
-    # normalised once for the group; a compiled forward keeps its own (compiled) preprocessing
-    x, forward = (x, module.forward) if module.hparams.compile else (module.preprocess(x), module.net)
+    # eager: normalised once for the group; compiled (model.compile): preprocessing, net and loss are one compiled
+    # function (training/compiled.py)
+    compiled = module.compiled_net_loss
+    x = x if compiled is not None else module.preprocess(x)
     losses, logits, hard = [], [], []
     for xs, ys in zip(x.split(module.micro_batch_size), y.split(module.micro_batch_size)):
         xs, ys = module.mix(xs, ys)
-        out = forward(xs)
-        loss = module.compute_loss(out, ys)
+        if compiled is not None:
+            loss, out = compiled(xs, ys)
+        else:
+            out = module.net(xs)
+            loss = module.compute_loss(out, ys)
         hard.append(module.hard_labels(ys))
         optimizer.zero_grad(set_to_none=True)
         if module.direct_backward:

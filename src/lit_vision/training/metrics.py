@@ -21,21 +21,14 @@ from torchmetrics.classification import (
 )
 
 
-def classification_metrics(num_classes: int, prefix: str, full: bool = True) -> MetricCollection:
-    """``acc`` always; with ``full`` also precision/recall/f1/auroc (multiclass: macro, plus ``*_weighted``).
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """``acc``, precision/recall/f1/auroc (multiclass: macro, plus ``*_weighted``), for validation, test and the
+    scoring of non-Lightning models (``train/acc`` is a count kept by the classifier).
 
-    Binary metrics take the positive-class probability, multiclass ones the probability matrix.
-
-    Updates read nothing back from the device (a host sync per step on a GPU): the training metrics
-    (``full=False``, accuracy only) skip torchmetrics' input checks and take hard predictions
-    (:func:`training_metric_input`), since its check of float inputs (``normalize_logits_if_needed``) reads a bool;
-    the ``full`` sets (validation, test) keep each batch on the device (:class:`OnDevice`) and run the real
-    updates, checks included, once at the epoch's end.
+    Binary metrics take the positive-class probability, multiclass ones the probability matrix. Updates keep each
+    batch on the device (:class:`OnDevice`) and the real updates, input checks included, run once at the epoch's
+    end: torchmetrics' updates read from the device (a host sync per step on a GPU).
     """
-    if not full:
-        check = {"validate_args": False}
-        return MetricCollection({"acc": BinaryAccuracy(**check) if num_classes == 2
-                                 else MulticlassAccuracy(num_classes, average="micro", **check)}, prefix=prefix)
     if num_classes == 2:
         metrics = {"acc": BinaryAccuracy(), "precision": BinaryPrecision(), "recall": BinaryRecall(),
                    "f1": BinaryF1Score(), "auroc": BinaryAUROC()}
@@ -97,8 +90,7 @@ def metric_input(probs: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def training_metric_input(probs: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """What the training metrics take: the predicted class (binary: P(positive) > 0.5, torchmetrics' own threshold),
-    which they count without reading anything back from the device."""
+    """The predicted class that ``train/acc`` counts (binary: P(positive) > 0.5, torchmetrics' own threshold)."""
     return (probs[:, 1] > 0.5).long() if num_classes == 2 else probs.argmax(dim=1)
 
 
