@@ -82,16 +82,14 @@ def config(overrides: list[str], run_dir: Path) -> DictConfig:
     return cfg
 
 
-def count(case: str, overrides: list[str], roots: dict[str, Path], work: Path) -> dict[str, Any]:
-    run_dir = work / case.split()[0]
-    name = config(overrides, run_dir).data.name
-    data = [f"data.root={roots[name]}", "data.mapping.per_class=null"] if name in roots else []
-    cfg = config([*overrides, *data, *SHORT], run_dir)
+def counted_run(cfg: DictConfig) -> DeviceReads:
+    """``lit_vision.train`` on ``cfg`` under a read counter whose step windows open before any other callback's
+    hooks (``tests/test_device_reads.py`` runs its cases through this too)."""
     build = train_command.build_trainer
 
     def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
         trainer = build(cfg, **kwargs)
-        trainer.callbacks.insert(0, StepWindows())  # before every other callback's hooks
+        trainer.callbacks.insert(0, StepWindows())
         return trainer
 
     train_command.build_trainer = build_trainer
@@ -100,6 +98,14 @@ def count(case: str, overrides: list[str], roots: dict[str, Path], work: Path) -
             train_command.run(cfg)
     finally:
         train_command.build_trainer = build
+    return reads
+
+
+def count(case: str, overrides: list[str], roots: dict[str, Path], work: Path) -> dict[str, Any]:
+    run_dir = work / case.split()[0]
+    name = config(overrides, run_dir).data.name
+    data = [f"data.root={roots[name]}", "data.mapping.per_class=null"] if name in roots else []
+    reads = counted_run(config([*overrides, *data, *SHORT], run_dir))
     sites = Counter(f"{r.kind} at {r.site}" for r in reads.in_windows("train"))
     return {"case": case, "overrides": overrides, "steps": dict(reads.steps_seen),
             "per_train_step": reads.per_step("train"), "per_logging_step": reads.per_step("train_logging"),

@@ -8,17 +8,18 @@ and validation steps read nothing (their metrics are computed once, at the epoch
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-import lit_vision.commands.train as train_command
-from lit_vision.training.device_reads import DeviceReads, StepWindows
+from lit_vision.training.device_reads import DeviceReads
 
-#: short runs that still have logging and non-logging steps in two epochs, with validation and the default callbacks
-#: (checkpoints, LR monitor, epoch timer, the progress bar as in a log file) and the CSV logger
-SHORT = ["accelerator=cpu", "trainer.max_epochs=2", "trainer.limit_train_batches=12", "trainer.limit_val_batches=3",
-         "trainer.log_every_n_steps=5", "data.batch_size=8", "test=false", "validate_best=false",
-         "~callbacks.model_summary"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+# benchmarks/device_reads.py: the same short runs (two epochs with logging and non-logging steps, validation, the
+# default callbacks and CSV logger), printed as a table of counts
+from device_reads import SHORT, counted_run  # noqa: E402
 
 #: (case, overrides): each preset family and each recipe feature the issue names
 CASES = [
@@ -46,24 +47,6 @@ SLOW_CASES = [
     ("mlflow logger", ["experiment=horse_cnn", "logger=mlflow"]),
     ("data=shards", ["model=cnn", "data=shards"]),
 ]
-
-
-def counted_run(cfg) -> DeviceReads:
-    """``lit_vision.train`` on ``cfg`` under a read counter whose step windows open before any other callback."""
-    build = train_command.build_trainer
-
-    def build_trainer(cfg, **overrides):
-        trainer = build(cfg, **overrides)
-        trainer.callbacks.insert(0, StepWindows())
-        return trainer
-
-    train_command.build_trainer = build_trainer
-    try:
-        with DeviceReads() as reads:
-            train_command.run(cfg)
-    finally:
-        train_command.build_trainer = build
-    return reads
 
 
 def data_root(make_cfg, synthetic_roots, overrides: list[str]) -> list[str]:
@@ -154,8 +137,6 @@ def test_the_device_reads_benchmark_prints_a_row_per_case(tmp_path) -> None:
     import json
     import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     out = tmp_path / "reads.json"
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "device_reads.py"
