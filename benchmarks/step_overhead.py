@@ -171,12 +171,14 @@ def table_cells(r: dict[str, Any]) -> list[str]:
 
 
 def print_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
-    table = Table(title=table_title(machine))
+    table = Table()
     for col in COLUMNS:
         table.add_column(col, justify="left" if col == "preset" else "right")
     for r in rows:
         table.add_row(*table_cells(r))
-    Console(width=240).print(table)
+    console = Console(width=240)
+    console.print(table_title(machine), soft_wrap=True)  # one line: a table's title wraps at the table's width
+    console.print(table)
     for r in rows:
         if r["skipped"]:
             print(f"skipped: {r['preset']} at batch {r['batch']}: {r['skipped']}")
