@@ -21,19 +21,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from rich.console import Console
 from rich.table import Table
 
 import lit_vision.commands.train as train_command
-from lit_vision.config import CONF_DIR
 from lit_vision.data.synthetic import FER_CLASSES, write_cifar_folders, write_fer_folders, write_torchvision_idx
 from lit_vision.reproduction.machine import cpu_model
 from lit_vision.runs.markdown import markdown_table
 from lit_vision.training.device_reads import DeviceReads, StepWindows
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import compose_train  # noqa: E402  (the train command's config, as the other benchmarks compose it)
 
 #: case -> overrides: the preset families and the recipe features
 CASES: dict[str, list[str]] = {
@@ -68,15 +67,8 @@ def synthetic_roots(work: Path) -> dict[str, Path]:
 
 
 def config(overrides: list[str], run_dir: Path) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_train(overrides, run_dir)
     with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
         cfg.paths.log_dir = str(run_dir.parent / "logs")
         cfg.paths.cache_dir = str(run_dir.parent / "cache")
     return cfg

@@ -96,11 +96,15 @@ class StepTimer(L.Callback):
 
 def preset_config(preset: str, data_root: Path, overrides: list[str], run_dir: Path) -> DictConfig:
     """``conf/train.yaml`` + ``experiment=<preset>`` as the command composes it, outputs in ``run_dir``."""
-    GlobalHydra.instance().clear()
     root = data_root / DATA_FOLDER.get(preset, "")
+    return compose_train([f"experiment={preset}", f"data.root={root}", *overrides], run_dir)
+
+
+def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
+    """``conf/train.yaml`` with ``overrides`` as the train command composes it, outputs in ``run_dir``."""
+    GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={preset}", f"data.root={root}", *overrides],
-                      return_hydra_config=True)
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.hydra.job.num = 0
