@@ -203,17 +203,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=40, help="timed optimizer steps per measurement")
     ap.add_argument("--warmup", type=int, default=10, help="untimed optimizer steps before them")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians and min–max are reported")
-    ap.add_argument("--data-root", type=Path, default=throughput.REPO.parent / "shared" / "datasets")
-    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
-                    help="train on synthetic images (N per training split, written to a temp dir in the real "
-                         "layouts) instead of --data-root: for machines without the datasets")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--cache-dir", type=Path, default=throughput.REPO / "data" / "cache")
-    ap.add_argument("--json", type=Path, default=None, help="write the rows (one per preset and batch) here")
-    ap.add_argument("--markdown", type=Path, default=None, help="write the table as markdown here")
-    ap.add_argument("--overrides", nargs="*", default=[],
-                    help="extra config overrides for every run (the hand-written loop takes its net, optimizer and "
-                         "precision from the same config)")
+    throughput.add_run_arguments(ap)
     args = ap.parse_args(argv)
     if min(args.small_batch, args.steps, args.rounds) < 1 or args.warmup < 0:
         ap.error("--small-batch, --steps and --rounds must be positive, --warmup at least 0")

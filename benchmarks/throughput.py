@@ -361,27 +361,32 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, An
                     f"{markdown_table(COLUMNS, [table_cells(r) for r in rows])}\n")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
+def add_run_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options throughput.py and step_overhead.py share: the data, the device, outputs, config overrides."""
     ap.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "datasets")
     ap.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="train on synthetic images (N per training split, written to a temp dir in the real "
                          "layouts) instead of --data-root: for machines without the datasets")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache")
+    ap.add_argument("--json", type=Path, default=None, help="write the rows here")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the table as markdown here")
+    ap.add_argument("--overrides", nargs="*", default=[],
+                    help="extra config overrides for every run, e.g. trainer.precision=32-true "
+                         "(the hand-written loop takes its net, optimizer and precision from the same config)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per measurement")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                     help="hand-written loop variants; the best is the 'plain' column")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--keras-python", type=Path, default=REPO / ".venv-keras" / "bin" / "python")
-    ap.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache")
-    ap.add_argument("--json", type=Path, default=None, help="write the rows (one per preset) here")
-    ap.add_argument("--markdown", type=Path, default=None, help="write the table as markdown here")
-    ap.add_argument("--overrides", nargs="*", default=[],
-                    help="extra config overrides for every run, e.g. trainer.precision=32-true "
-                         "(the hand-written loop takes its net, optimizer and precision from the same config)")
+    add_run_arguments(ap)
     return ap.parse_args(argv)
 
 
