@@ -45,7 +45,6 @@ from rich.console import Console
 from rich.table import Table
 from throughput import PRESETS, PlainLoop, lit_vision_timing, median, preset_config, shown_command
 
-from lit_vision.data.synthetic import write_notebook_datasets
 from lit_vision.reproduction.machine import cpu_model
 from lit_vision.runs.markdown import markdown_table
 from lit_vision.training import hardware
@@ -218,12 +217,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                "torch": torch.__version__, "lightning": lightning.__version__,
                "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup, "small_batch": args.small_batch}
     with tempfile.TemporaryDirectory(prefix="step_overhead-") as tmp:
-        if args.synthetic:
-            args.data_root = write_notebook_datasets(Path(tmp) / "data", n_train=args.synthetic)
-            args.cache_dir = Path(tmp) / "cache"
-            # synthetic classes are smaller than the real ones that data.mapping.per_class undersamples to
-            args.overrides = [*args.overrides, "data.mapping.per_class=null"]
-        machine["data"] = f"synthetic ({args.synthetic} training images per dataset)" if args.synthetic else "real"
+        machine["data"] = throughput.use_synthetic_data(args, Path(tmp))
         rows = measure(args, Path(tmp))
     machine["threads"] = "/".join(sorted({str(r["threads"]) for r in rows}))
     for row in rows:

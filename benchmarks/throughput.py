@@ -376,6 +376,18 @@ def add_run_arguments(ap: argparse.ArgumentParser) -> None:
                          "(the hand-written loop takes its net, optimizer and precision from the same config)")
 
 
+def use_synthetic_data(args: argparse.Namespace, work: Path) -> str:
+    """With ``--synthetic N``: write every notebook dataset in its real layout under ``work`` and point ``args`` at it.
+    Returns the data's description for the table's title."""
+    if not args.synthetic:
+        return "real"
+    args.data_root = write_notebook_datasets(work / "data", n_train=args.synthetic)
+    args.cache_dir = work / "cache"
+    # synthetic classes are smaller than the real ones that data.mapping.per_class undersamples to
+    args.overrides = [*args.overrides, "data.mapping.per_class=null"]
+    return f"synthetic ({args.synthetic} training images per dataset)"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -400,12 +412,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                "repeats": args.repeats,
                "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
-        if args.synthetic:
-            args.data_root = write_notebook_datasets(Path(tmp) / "data", n_train=args.synthetic)
-            args.cache_dir = Path(tmp) / "cache"
-            # synthetic classes are smaller than the real ones that data.mapping.per_class undersamples to
-            args.overrides = [*args.overrides, "data.mapping.per_class=null"]
-        machine["data"] = f"synthetic ({args.synthetic} training images per dataset)" if args.synthetic else "real"
+        machine["data"] = use_synthetic_data(args, Path(tmp))
         rows = measure(args, Path(tmp), {"fp32": machine["gemm_peak_gflops"], "bf16": machine["gemm_peak_gflops_bf16"]})
     for row in rows:
         row["machine"] = machine
