@@ -67,8 +67,9 @@ def number(cell: str) -> float:
 @pytest.mark.timeout(600)
 def test_throughput_writes_a_row_per_preset(tmp_path: Path) -> None:
     """throughput.py on synthetic data: a dense preset grouped by steps_per_execution=32 (fp32, Fashion-MNIST IDX)
-    and a convolutional one (bf16 where the CPU has it, CIFAR pickles); no Keras column without its interpreter."""
-    presets = ["fashion_dense", "horse_cnn"]
+    and an ungrouped convolutional one (bf16 where the CPU has it, CIFAR-10 folders); no Keras column without its
+    interpreter."""
+    presets = ["fashion_dense", "cifar10_model_s"]
     out, md = tmp_path / "throughput.json", tmp_path / "throughput.md"
     output = run([sys.executable, BENCH / "throughput.py", "--presets", *presets, "--synthetic", "3000",
                   "--steps", "2", "--warmup", "1", "--repeats", "1", "--variants", "nchw",
