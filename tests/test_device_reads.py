@@ -140,11 +140,11 @@ def test_the_device_reads_benchmark_prints_a_row_per_case(tmp_path) -> None:
 
     out = tmp_path / "reads.json"
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "device_reads.py"
-    done = subprocess.run([sys.executable, str(script), "--cases", "horse_cnn", "ema", "--json", str(out)],
+    done = subprocess.run([sys.executable, str(script), "--cases", "cifar10_model_s", "ema", "--json", str(out)],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(out.read_text())
-    assert [r["case"] for r in rows] == ["horse_cnn", "ema"]
+    assert [r["case"] for r in rows] == ["cifar10_model_s", "ema"]
     assert all(r["per_train_step"] == 0 and r["steps"]["train"] > 0 for r in rows)
     assert all(r["per_logging_step"] > 0 for r in rows)  # the logged loss is read where it is written
     assert "reads / non-logging step" in done.stdout
