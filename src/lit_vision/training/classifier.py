@@ -151,10 +151,10 @@ class ImageClassifier(L.LightningModule):
         else:
             loss, logits, y = grouped_steps.training_steps(self, batch)
             probs = self.probabilities(logits)
-        self._record_training(loss, probs, self.hard_labels(y), batch_idx)
+        self._record_training(loss, probs, self.hard_labels(y))
         return loss
 
-    def _record_training(self, loss: torch.Tensor, probs: torch.Tensor, y: torch.Tensor, batch_idx: int) -> None:
+    def _record_training(self, loss: torch.Tensor, probs: torch.Tensor, y: torch.Tensor) -> None:
         """Add to the epoch's loss sum and count of correct predictions; on the steps the loggers write, log the step
         loss and stop on a non-finite loss.
 
@@ -163,9 +163,9 @@ class ImageClassifier(L.LightningModule):
         which is read on the logging steps and at the epoch's end (:meth:`_check_finite`). ``train/acc`` is the
         epoch's count over its images, as torchmetrics' accuracy would give, without its ~60 µs of per-step Python
         (a torchmetrics update on a 2-core CPU). The epoch means are logged once per epoch, the step loss only on
-        the steps the loggers write: each
-        ``self.log`` call costs ~0.8 ms on a 2-core CPU, and Lightning's per-step aggregation of logged values ~1.4 ms,
-        as much as a whole step of the notebooks' dense nets (benchmarks/throughput.py)."""
+        the steps the loggers write: each ``self.log`` call costs ~0.8 ms on a 2-core CPU, and Lightning's per-step
+        aggregation of logged values ~1.4 ms, as much as a whole step of the notebooks' dense nets
+        (benchmarks/throughput.py)."""
         correct = (training_metric_input(probs, self.num_classes) == y).sum()
         self.epoch_sums.add(loss, len(y), correct)
         if logs_written_this_step(self.trainer):
