@@ -15,7 +15,7 @@ PACKAGE_DIR = Path(lit_vision.__file__).resolve().parent
 COMMANDS_DIR = PACKAGE_DIR / "commands"
 #: modules run as ``python -m lit_vision.<name>`` / ``lit-vision <name>``, in ``lit_vision/commands/``
 COMMANDS = {"train", "evaluate", "xgb", "baseline", "inspect", "predict", "compare", "sweeps", "export_backbone",
-            "export", "serve", "rerun", "reproduce", "tune", "prepare"}
+            "export", "serve", "rerun", "reproduce", "tune", "prepare", "audit"}
 #: command plumbing beside the commands: the shared Hydra runner and the argparse commands' flag checks (commands
 #: may import them), and the entry point
 PLUMBING = {"lit_vision.commands", "lit_vision.commands.runner", "lit_vision.commands.arguments", "lit_vision.cli",

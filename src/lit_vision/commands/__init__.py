@@ -9,6 +9,7 @@ COMMANDS: dict[str, str] = {
     "xgb": "XGBoost on a trained classifier's penultimate-layer embeddings",
     "baseline": "notebook 000's classical baselines, PCA + RandomForest / QDA",
     "inspect": "look at a dataset before training on it: sample grids, class counts, pixel statistics",
+    "audit": "find duplicates, train/test leaks, likely label errors, outliers and unusable images in a dataset",
     "predict": "classify your own images with one or more trained models",
     "compare": "one side-by-side table of finished runs",
     "sweeps": "(re)write the summary of a finished or killed sweep",

@@ -1,7 +1,8 @@
 """``python -m lit_vision.evaluate ckpt_path=… data=…``: score a trained checkpoint, report like a training run.
 
 The checkpoint carries its net, classes and preprocessing; the data config only says which images to score
-(its class names must match the checkpoint's).
+(its class names must match the checkpoint's). ``leak_free=<an audit's issues.csv>`` also scores the test split
+without the images the audit found duplicated in the training split (``test_leak_free/*`` beside ``test/*``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lit_vision.auditing import leaks
 from lit_vision.commands.runner import hydra_command
+from lit_vision.data.exclude import read_exclude
 from lit_vision.errors import ConfigError
 from lit_vision.runs import reporting
 from lit_vision.training import recipes
@@ -43,11 +46,24 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     record = reporting.build_metrics_record(scalars, confusion, dm.class_names,
                                             extra={"checkpoint": str(cfg.ckpt_path), "data": dm.describe(),
                                                    "tta": dict(model.tta)})
+    if cfg.leak_free:
+        outputs = model.test_outputs
+        record |= leaks.leak_free_record(cfg.leak_free, outputs["probs"], outputs["targets"], dm.test_set,
+                                         dm.class_names)
     reporting.write_run_report(out, record, model, dm, cfg.report)
+    if cfg.leak_free:
+        leaks.print_side_by_side(record)
     return record
 
 
-main = hydra_command("evaluate", run)
+def check_options(cfg: DictConfig) -> None:
+    """``leak_free``: an audit's issues.csv, read before any data is (its rows are matched to the test split
+    after loading)."""
+    if cfg.leak_free:
+        read_exclude(cfg.leak_free, leaks.KEY, keep=leaks.is_test_leak)
+
+
+main = hydra_command("evaluate", run, check_options)
 
 
 if __name__ == "__main__":

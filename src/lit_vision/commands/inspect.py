@@ -35,6 +35,7 @@ from lit_vision.checks import positive_int
 from lit_vision.commands.runner import hydra_command  # noqa: E402
 from lit_vision.data.arrays import ImageArrays  # noqa: E402
 from lit_vision.data.streaming import require_in_memory
+from lit_vision.runs.plots import show_image
 from lit_vision.training.builders import build_datamodule  # noqa: E402
 
 log = logging.getLogger("lit_vision.inspect")
@@ -56,16 +57,6 @@ def pixel_stats(arrays: ImageArrays, chunk: int = 8192) -> tuple[list[float], li
     return [float(m) for m in mean], [float(s) for s in std]
 
 
-def _show(ax: plt.Axes, image: np.ndarray) -> None:
-    """Draw a (C, H, W) image (uint8 or float in [0, 255]) without axes."""
-    if image.shape[0] == 1:
-        ax.imshow(image[0], cmap="gray", vmin=0, vmax=255)
-    else:
-        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 255).astype(np.uint8))
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def plot_samples(arrays: ImageArrays, path: Path, per_class: int = 8, seed: int = 0) -> Path:
     """One row per class: ``per_class`` seeded random images, each titled with its label."""
     rng = np.random.default_rng(seed)
@@ -76,7 +67,7 @@ def plot_samples(arrays: ImageArrays, path: Path, per_class: int = 8, seed: int 
         picked = np.sort(rng.choice(rows, size=min(per_class, len(rows)), replace=False)) if len(rows) else []
         for j, ax in enumerate(axes[label]):
             if j < len(picked):
-                _show(ax, np.asarray(arrays.images[picked[j]]))
+                show_image(ax, np.asarray(arrays.images[picked[j]]))
                 ax.set_title(f"{label}: {name}", fontsize=7)
             else:
                 ax.axis("off")
@@ -119,7 +110,7 @@ def plot_mean_images(arrays: ImageArrays, path: Path) -> Path:
         ax.axis("off")
     for i, (ax, name) in enumerate(zip(axes.flat, arrays.class_names)):
         ax.axis("on")
-        _show(ax, means[i])
+        show_image(ax, means[i])
         ax.set_title(name, fontsize=8)
     fig.suptitle("mean image per class (train)", fontsize=9)
     fig.tight_layout()

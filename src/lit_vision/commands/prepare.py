@@ -6,6 +6,7 @@ An image folder of any size (phone photos: JPEG, HEIC, AVIF, PNG …) becomes a 
     python -m lit_vision.prepare data=image_folder data.root=~/photos out=~/shards/photos
     python -m lit_vision.prepare data=image_folder data.source_args.train_dirs='[a/train,b/train]' \\
         data.source_args.test_dir=a/test out=shards/ab short_side=320 quality=95 workers=8
+    python -m lit_vision.prepare data=image_folder data.root=~/photos data.exclude=audit/issues.csv out=~/shards/photos
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_vision.checks import positive_int
 from lit_vision.commands.runner import hydra_command
 from lit_vision.config import CONF_DIR
+from lit_vision.data.exclude import read_exclude
 from lit_vision.data.image_folder import split_dirs
 from lit_vision.data.preparation import PrepareSettings, auto_workers, prepare_shards
 from lit_vision.errors import ConfigError
@@ -29,7 +31,7 @@ log = logging.getLogger("lit_vision.prepare")
 
 #: the data keys prepare reads; any other data key must keep its default (it would be silently unused)
 USED_DATA_KEYS = {"_target_", "name", "source", "root", "channels", "source_args", "skip_corrupt", "val_fraction",
-                  "use_source_val", "seed", "cache_dir"}
+                  "use_source_val", "seed", "cache_dir", "exclude"}
 
 
 def check(cfg: DictConfig) -> None:
@@ -64,7 +66,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                seed=int(data["seed"]))
     command = "python -m lit_vision.prepare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = Path(str(cfg.out)).expanduser()
-    shards = prepare_shards(layout, out, settings, auto_workers(cfg.workers), command, args.get("class_names"))
+    excluded = read_exclude(data["exclude"]) if data.get("exclude") is not None else None
+    shards = prepare_shards(layout, out, settings, auto_workers(cfg.workers), command, args.get("class_names"),
+                            excluded)
     counts = {split: shards.count(split) for split in shards.splits}
     log.info("shards in %s: %s; classes %s; train mean %s std %s", out, counts, shards.class_names,
              [round(m, 4) for m in shards.manifest["mean"]], [round(s, 4) for s in shards.manifest["std"]])

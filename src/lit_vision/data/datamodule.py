@@ -19,6 +19,7 @@ from lit_vision.data.arrays import ImageArrays, SourceSplits
 from lit_vision.data.augment import AugmentConfig, to_float, transfer_batch
 from lit_vision.data.device_batches import DeviceBatches, fits_on
 from lit_vision.data.epoch_order import EpochOrder, ResumableDataLoader
+from lit_vision.data.exclude import ExcludeList, apply_exclude, read_exclude
 from lit_vision.data.loader_state import TrainLoaderPosition
 from lit_vision.data.mapping import LabelMapping, apply_mapping, class_weights
 from lit_vision.data.sources import check_channels, get_loader, load_source, loader_parameters, parse_image_size
@@ -87,6 +88,9 @@ class VisionDataModule(TrainLoaderPosition, L.LightningDataModule):
     both are no-ops once the data is loaded or set up. Other DDP ranks skip ``prepare_data`` and load in
     ``setup``: folder sources memory-map the disk cache rank 0 wrote (waiting on its lock if it is still being
     written), sources without a disk cache (digits, MNIST, CIFAR-10 batches) are read by the rank itself.
+
+    ``data.exclude`` (:mod:`lit_vision.data.exclude`) is read and checked with the other arguments; the images it
+    lists are left out of the loaded splits before the labels are mapped and validation is split from train.
     """
 
     def __init__(self, source: str, root: str | None = None, download: bool = False, channels: int = 3,
@@ -96,7 +100,7 @@ class VisionDataModule(TrainLoaderPosition, L.LightningDataModule):
                  augment: Mapping[str, Any] | None = None, class_weighting: bool = False,
                  cache_dir: str | None = None, skip_corrupt: bool = False,
                  source_args: Mapping[str, Any] | None = None, name: str | None = None,
-                 on_device: bool | str = "auto") -> None:
+                 on_device: bool | str = "auto", exclude: str | Sequence[str] | None = None) -> None:
         super().__init__()
         self.source = source
         self.name = name or source
@@ -115,6 +119,8 @@ class VisionDataModule(TrainLoaderPosition, L.LightningDataModule):
         if on_device not in ("auto", True, False):
             raise ConfigError(f"data.on_device={on_device!r}: use auto, true or false")
         self.on_device = on_device
+        self.exclude = exclude  # images left out (data/exclude.py): read in _check(), applied in setup()
+        self.excluded: ExcludeList | None = None
         self.batches_per_step = 1  # consecutive training batches served as one (group_train_batches)
         self.source_kwargs: dict[str, Any] | None = None  # what the loader is called with, after _check()
         self._loaded: SourceSplits | None = None
@@ -141,6 +147,7 @@ class VisionDataModule(TrainLoaderPosition, L.LightningDataModule):
         self.seed = seed_value(self.seed, "data.seed")
         check_channels(self._given["channels"])
         parse_image_size(self._given["image_size"])
+        self.excluded = read_exclude(self.exclude) if self.exclude is not None else None
         loader = get_loader(self.source)
         declared, takes_any = loader_parameters(loader)
         own_args = sorted(set(declared) - set(self._given))
@@ -210,22 +217,43 @@ class VisionDataModule(TrainLoaderPosition, L.LightningDataModule):
         self._loaded = self._load()
 
     def setup(self, stage: str | None = None) -> None:
-        """Map labels and split, once; loads the source here only if ``prepare_data`` did not (other ranks)."""
+        """Leave out ``data.exclude``, map labels and split, once; loads the source here only if ``prepare_data``
+        did not (other ranks)."""
         self._check()
         if self.train_set is not None:
             return
-        splits: SourceSplits = self._loaded if self._loaded is not None else self._load()
+        mapped = self._mapped(self._loaded if self._loaded is not None else self._load())
         self._loaded = None
-        train = apply_mapping(splits.train, self.mapping, "train", self.seed)
-        if splits.val is not None and self.use_source_val:
-            val = apply_mapping(splits.val, self.mapping, "val", self.seed)
+        train = mapped["train"]
+        if "val" in mapped:
+            val = mapped["val"]
         else:
             train_idx, val_idx = stratified_split(train.labels, self.val_fraction, self.seed)
             train, val = train.subset(train_idx), train.subset(val_idx)
-        test = apply_mapping(splits.test, self.mapping, "test", self.seed) if splits.test is not None else None
+        test = mapped.get("test")
         self.train_set, self.val_set, self.test_set = train, val, test
         log.info("data %s: train %s | val %s | test %s", self.name, train.class_counts(), val.class_counts(),
                  test.class_counts() if test is not None else "none")
+
+    def _mapped(self, splits: SourceSplits) -> dict[str, ImageArrays]:
+        """The source's splits without ``data.exclude`` (left out of the source's own rows, by path or
+        ``<split>/<index>``), labels mapped; val only when it is used (``use_source_val``); train not split yet."""
+        if self.excluded is not None:
+            splits, counts = apply_exclude(splits, self.excluded)
+            log.info("data.exclude: left out %s", counts)
+        out = {"train": apply_mapping(splits.train, self.mapping, "train", self.seed)}
+        if splits.val is not None and self.use_source_val:
+            out["val"] = apply_mapping(splits.val, self.mapping, "val", self.seed)
+        if splits.test is not None:
+            out["test"] = apply_mapping(splits.test, self.mapping, "test", self.seed)
+        return out
+
+    def source_splits(self) -> dict[str, ImageArrays]:
+        """The splits as the source has them, ``data.exclude`` left out and labels mapped, train not split for
+        validation (``lit-vision audit`` reads these; their rows' names: :mod:`lit_vision.data.items`). Uses the
+        source ``prepare_data`` loaded, else reads it; :meth:`setup` is not needed and not affected."""
+        self._check()
+        return self._mapped(self._loaded if self._loaded is not None else self._load())
 
     # --- what the model needs to know --------------------------------------------------------
     def _require(self) -> ImageArrays:

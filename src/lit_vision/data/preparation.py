@@ -15,6 +15,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lit_vision.data import shards
+from lit_vision.data.exclude import ExcludeList, drop_masks
 from lit_vision.data.image_folder import list_class_folders, list_folders, report_unreadable
 from lit_vision.data.split import stratified_split
 
@@ -46,13 +47,25 @@ def list_split(dirs: Sequence[Path], class_names: Sequence[str]) -> SplitFiles:
     return SplitFiles([str(p) for p in paths], labels.tolist())
 
 
-def plan_splits(layout: dict[str, list[Path]], settings: PrepareSettings,
-                class_names: Sequence[str] | None = None) -> tuple[list[str], dict[str, SplitFiles]]:
-    """Class names and each split's files; without a val folder (or with ``use_source_val`` false) a seeded,
-    stratified ``val_fraction`` of train becomes val, as the in-memory data module holds it out. Train is shuffled
-    (seeded); val and test keep the folder's order."""
+def leave_out(splits: dict[str, SplitFiles], excluded: ExcludeList) -> dict[str, SplitFiles]:
+    """The files of each split without those ``data.exclude`` lists (:func:`~lit_vision.data.exclude.drop_masks`:
+    an entry naming no file of the folders, or a split left empty, is an error); the counts left out are logged."""
+    masks = drop_masks(excluded, {split: (files.paths, np.arange(len(files.paths))) for split, files in splits.items()})
+    log.info("data.exclude: left out %s", {split: int(mask.sum()) for split, mask in masks.items()})
+    return {split: SplitFiles([p for p, drop in zip(files.paths, masks[split]) if not drop],
+                              [y for y, drop in zip(files.labels, masks[split]) if not drop])
+            for split, files in splits.items()}
+
+
+def plan_splits(layout: dict[str, list[Path]], settings: PrepareSettings, class_names: Sequence[str] | None = None,
+                excluded: ExcludeList | None = None) -> tuple[list[str], dict[str, SplitFiles]]:
+    """Class names and each split's files, without those ``excluded`` lists; without a val folder (or with
+    ``use_source_val`` false) a seeded, stratified ``val_fraction`` of train becomes val, as the in-memory data
+    module holds it out. Train is shuffled (seeded); val and test keep the folder's order."""
     names = list(class_names) if class_names else list_class_folders(layout["train"][0])
     splits = {split: list_split(dirs, names) for split, dirs in layout.items()}
+    if excluded is not None:
+        splits = leave_out(splits, excluded)
     if "val" not in splits or not settings.use_source_val:
         train = splits["train"]
         train_idx, val_idx = stratified_split(np.asarray(train.labels), settings.val_fraction, settings.seed)
@@ -125,16 +138,20 @@ def write_splits(out: Path, splits: dict[str, SplitFiles], settings: PrepareSett
 
 
 def prepare_shards(layout: dict[str, list[Path]], out: Path, settings: PrepareSettings, workers: int,
-                   command: str, class_names: Sequence[str] | None = None) -> shards.ShardSet:
-    """Prepare (or finish preparing) ``out`` from the folders of ``layout``; returns the finished shard set."""
+                   command: str, class_names: Sequence[str] | None = None,
+                   excluded: ExcludeList | None = None) -> shards.ShardSet:
+    """Prepare (or finish preparing) ``out`` from the folders of ``layout``, leaving out the files ``excluded``
+    lists (``data.exclude``); returns the finished shard set."""
     # skip_corrupt only decides whether unreadable files fail the run: changing it reuses the parts written
     wanted = {**{k: v for k, v in asdict(settings).items() if k != "skip_corrupt"}, "part_size": shards.PART_SIZE,
               "sources": {split: [str(d.resolve()) for d in dirs] for split, dirs in layout.items()}}
+    if excluded is not None:  # another list is another preparation (recorded only when given: older dirs still match)
+        wanted["exclude"] = {"entries": len(excluded), "sha1": excluded.digest()}
     manifest = _claim(out, wanted, command)
     if manifest is not None and manifest.get("complete"):
         log.info("%s is already prepared with these settings: nothing to do", out)
         return shards.open_shards(out)
-    names, splits = plan_splits(layout, settings, class_names)
+    names, splits = plan_splits(layout, settings, class_names, excluded)
     manifest = {"format": shards.FORMAT, "version": shards.SHARDS_VERSION, "complete": False, "command": command,
                 "settings": wanted, "class_names": names}
     shards.atomic_write_json(out / shards.MANIFEST, manifest)

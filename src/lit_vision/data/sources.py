@@ -16,6 +16,7 @@ import inspect
 import pickle
 from collections.abc import Callable, Sequence
 from collections.abc import Sequence as SequenceABC
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,9 @@ def load_digits(channels: int = 1, image_size: Any = None, test_fraction: float 
     labels = bunch.target.astype(np.int64)
     arrays = ImageArrays(_pixels(images, channels, size), labels, [str(c) for c in range(10)])
     train_idx, test_idx = stratified_split(labels, test_fraction, seed, key="data.source_args.test_fraction")
-    return SourceSplits(train=arrays.subset(train_idx), test=arrays.subset(test_idx))
+    # ids=None: each split's rows are numbered 0..N-1 in it (``train/5``, ``test/5``), not by the bundle's rows
+    return SourceSplits(train=replace(arrays.subset(train_idx), ids=None),
+                        test=replace(arrays.subset(test_idx), ids=None))
 
 
 def _torchvision(cls_name: str, root: Path, download: bool, channels: int, image_size: Any) -> SourceSplits:

@@ -313,9 +313,10 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
     def __init__(self, root: str | None, image_size: Any, *, batch_size: int, eval_batch_size: int,
                  crop_scale: Sequence[float], crop_ratio: Sequence[float], eval_crop_fraction: float,
                  num_workers: int | str, seed: int, augment: Mapping[str, Any] | None = None,
-                 class_weighting: bool = False, name: str = "shards") -> None:
+                 class_weighting: bool = False, name: str = "shards", exclude: Any = None) -> None:
         super().__init__()
         self.root = root
+        self.exclude = exclude  # refused unless None: prepare leaves images out
         self.name = name
         self._given = dict(image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
                            crop_scale=crop_scale, crop_ratio=crop_ratio, eval_crop_fraction=eval_crop_fraction,
@@ -339,6 +340,11 @@ class ShardsDataModule(TrainLoaderPosition, L.LightningDataModule):
         given = self._given
         if self.root is None:
             raise ConfigError("data=shards needs data.root=<shard dir> (the out= of python -m lit_vision.prepare)")
+        if self.exclude is not None:
+            raise ConfigError(f"data.exclude={self.exclude!r} is not used by data=shards: its shards are already "
+                              "written. Pass data.exclude to python -m lit_vision.prepare instead (data=image_folder "
+                              "data.root=<photos> data.exclude=<list> out=<new shard dir>), then train on that "
+                              "shard dir with data.exclude=null")
         size = parse_image_size(given["image_size"])
         if size is None:
             raise ConfigError("data=shards needs data.image_size (e.g. 224): the stored photos differ in size")

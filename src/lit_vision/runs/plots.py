@@ -160,6 +160,18 @@ def plot_precision_recall(probs: torch.Tensor, targets: torch.Tensor, class_name
     return fig
 
 
+# --- images ------------------------------------------------------------------------------------
+def show_image(ax: Any, image: np.ndarray) -> None:
+    """Draw a (C, H, W) image (uint8, or float in [0, 255]) on ``ax`` without ticks: gray for one channel."""
+    image = np.asarray(image)
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 255).astype(np.uint8))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 # --- misclassified images ----------------------------------------------------------------------
 def misclassified_indices(probs: torch.Tensor, targets: torch.Tensor, n: int) -> list[int]:
     """Up to ``n`` wrong test predictions, most confident first (the most instructive mistakes)."""
@@ -181,9 +193,8 @@ def plot_misclassified(images: np.ndarray, probs: torch.Tensor, targets: torch.T
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, idx):
-        img = np.asarray(images[i]).transpose(1, 2, 0)
         p = int(probs[i].argmax())
-        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray" if img.shape[2] == 1 else None)
+        show_image(ax, images[i])
         ax.set_title(f"true {class_names[int(targets[i])]}\npred {class_names[p]} ({probs[i, p]:.2f})",
                      fontsize=8)
     fig.suptitle(f"{len(idx)} misclassified test images (most confident first)", fontsize=10)
