@@ -209,3 +209,45 @@ def test_full_audit_trains_folds_finds_the_label_error_and_resumes(tmp_path):
     assert f"training {out}" not in log  # every net, embedding and probability was kept
     assert f"reusing the finished run {out / 'model'}" in log
     assert read_rows(out / "issues.csv") == rows
+
+
+def test_evaluate_scores_the_whole_and_the_leak_free_test_split_side_by_side(tmp_path):
+    from lit_vision.commands.evaluate import run as evaluate
+    from lit_vision.commands.train import run as train
+
+    planted = write_planted(tmp_path / "photos", per_class=12)
+    data = ["data=image_folder", f"data.root={tmp_path / 'photos'}", "data.image_size=[32,32]", "accelerator=cpu"]
+    record = train(compose_config([*data, "model=cnn", "trainer.max_epochs=1", "~callbacks.progress_bar",
+                                   "~callbacks.model_summary", "report.plots=false"], tmp_path / "run", "train"))
+    audit(compose_audit(tmp_path, tmp_path / "photos", "audit.checks=[duplicates]"))
+    issues = tmp_path / "audit" / "issues.csv"
+    scored = evaluate(compose_config([*data, f"ckpt_path={record['best_checkpoint']}", f"leak_free={issues}",
+                                      "report.plots=false"], tmp_path / "eval", "evaluate"))
+    assert scored["leak_free"] == {"issues": str(issues), "left_out": 2, "images": 3 * 4}
+    with open(tmp_path / "eval" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    leaked_files = {str(planted["exact_leak"]), str(planted["near_leak"])}
+    kept = [r for r in rows if r["source"] not in leaked_files]
+    assert len(kept) == 12
+    accuracy = np.mean([r["target"] == r["pred"] for r in kept])
+    assert scored["test_leak_free/acc"] == pytest.approx(accuracy)
+    assert scored["test/acc"] == pytest.approx(np.mean([r["target"] == r["pred"] for r in rows]))
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["test_leak_free/acc"] == scored["test_leak_free/acc"]
+
+    other = tmp_path / "other.csv"
+    other.write_text("split,item,kind,partner_split\ntest,test/3,near_duplicate,train\n")
+    with pytest.raises(ConfigError, match="other.csv: 1 of its 1 entries are not in the data"):
+        evaluate(compose_config([*data, f"ckpt_path={record['best_checkpoint']}", f"leak_free={other}",
+                                 "report.plots=false"], tmp_path / "eval2", "evaluate"))
+
+
+def test_the_audits_training_runs_get_its_data_even_by_default(tmp_path):
+    """A recipe preset (experiment=cifar10_fast) swaps the data unless the run names its own: the audit always does."""
+    from lit_vision.commands.audit import training_plan
+
+    plan = training_plan(compose_config(["accelerator=cpu"], tmp_path / "a", "audit"), tmp_path / "a")
+    assert plan.data_overrides == ["data=digits", "accelerator=cpu", "seed=42"]
+    given = training_plan(compose_config(["data=fashion_mnist", "data.root=/d"], tmp_path / "b", "audit"),
+                          tmp_path / "b")
+    assert given.data_overrides == ["data=fashion_mnist", "data.root=/d", "seed=42"]

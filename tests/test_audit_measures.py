@@ -203,3 +203,18 @@ def test_quality_settings_from_mapping_checks_keys_and_values() -> None:
             QualitySettings.from_mapping({key: -1})
     with pytest.raises(ConfigError, match=r"audit\.quality\.max_aspect"):
         QualitySettings.from_mapping({"max_aspect": 0.5})
+
+
+def test_thumbnails_keep_a_retoned_copy_closer_than_any_other_image():
+    from lit_vision.auditing.duplicates import joint_features
+    from lit_vision.auditing.hashing import thumbnail_features
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (50, 3, 32, 32), dtype=np.uint8)
+    copy = np.clip(images[7].astype(np.float64) * 0.8 + 30, 0, 255).astype(np.uint8)[None]  # contrast + brightness
+    feats, query = thumbnail_features(images), thumbnail_features(copy)
+    assert feats.shape == (50, 3 * 8 * 8)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)
+    assert int(np.argmin(np.linalg.norm(feats - query, axis=1))) == 7
+    joint = joint_features(rng.normal(size=(50, 16)) * 100, feats)
+    np.testing.assert_allclose(np.linalg.norm(joint, axis=1), np.sqrt(2), rtol=1e-5)  # both halves weigh the same

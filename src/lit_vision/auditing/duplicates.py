@@ -4,10 +4,11 @@ Three detectors, each catching what the one before misses:
 
 * identical decoded pixels (a content hash), no model;
 * a 64-bit DCT perceptual hash within ``hash_distance`` bits: re-encoded, resized, slightly re-toned copies, no model;
-* nearest neighbours in a trained net's L2-normalised embedding, closer than ``near_factor`` x the median
-  nearest-neighbour distance of the same query split: shifted, cropped and colour-changed copies. The threshold is
-  relative to the data's own distances because a net's embedding has no fixed scale (ciFAIR ranked pairs the same
-  way, by distance in a CNN's normalised feature space, then judged them by hand).
+* nearest neighbours in a trained net's L2-normalised embedding joined with an 8x8 thumbnail of the pixels
+  (:func:`joint_features`), closer than ``near_factor`` x the median nearest-neighbour distance of the same query
+  split: shifted, cropped and colour-changed copies. The threshold is relative to the data's own distances because
+  a net's embedding has no fixed scale (ciFAIR ranked pairs the same way, by distance in a CNN's normalised feature
+  space, then judged them by hand).
 
 A pair is reported once, as the copy to drop: the image in the later split (train < val < test) or, inside a
 split, the later row; its ``partner`` is the copy that stays. A pair found by several detectors is one finding
@@ -79,6 +80,13 @@ def find_hash_pairs(hashes: Mapping[str, SplitHashes], hash_distance: int) -> di
             pair.hamming = int(d)
             pair.methods.append(f"phash {int(d)}/{HASH_BITS}")
     return pairs
+
+
+def joint_features(embedding: np.ndarray, thumbnails: np.ndarray) -> np.ndarray:
+    """The net's L2-normalised embedding and the normalised thumbnail side by side, equally weighted: what the
+    embedding search compares. The net alone places two views of one object class close; the thumbnail alone, two
+    images of one layout; a copy of one shot is close in both."""
+    return np.concatenate([_normalised(embedding), _normalised(thumbnails)], axis=1)
 
 
 def nearest_distances(embeddings: Mapping[str, np.ndarray], device: str = "cpu"

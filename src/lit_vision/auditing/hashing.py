@@ -147,3 +147,18 @@ def hash_pairs(query: np.ndarray, reference: np.ndarray | None = None, *, max_di
     distance = ((64 - dots) / 2).round().astype(np.int64)
     ranked = np.lexsort((j, i))
     return i[ranked].astype(np.int64), j[ranked].astype(np.int64), distance[ranked]
+
+
+#: the side of the thumbnail :func:`thumbnail_features` compares images by
+THUMBNAIL = 8
+
+
+def thumbnail_features(images: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
+    """Each image as a ``size`` x ``size`` area-averaged thumbnail (every channel), centred and L2-normalised:
+    ``(n, C * size * size)`` float32. Two copies of one shot stay close through re-encoding, resizing, a brightness
+    or contrast change and small shifts, whatever a net learned; the audit puts these beside the net's embedding
+    for its near-duplicate search."""
+    x = torch.nn.functional.interpolate(torch.from_numpy(np.array(images)).to(torch.float32), size=(size, size),
+                                        mode="area").flatten(1)
+    x = x - x.mean(dim=1, keepdim=True)
+    return (x / x.norm(dim=1, keepdim=True).clamp_min(1e-6)).numpy()

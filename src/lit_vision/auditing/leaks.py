@@ -25,12 +25,13 @@ def is_test_leak(row: Mapping[str, str]) -> bool:
 
 
 def leak_mask(issues_csv: str, test_set: ImageArrays) -> np.ndarray:
-    """True for the test rows the audit's ``issues.csv`` lists as leaks; an entry that is not in this test split
+    """True for the test rows the audit's ``issues.csv`` lists as leaks. The test split may be a mapped subset of
+    the audited one (a class subset, balancing): leaks outside it are skipped, but a list of which none is in it
     (an audit of other data) is an error naming it."""
     leaks = read_exclude(issues_csv, KEY, keep=is_test_leak)
     if not len(leaks):
         return np.zeros(len(test_set), dtype=bool)
-    return drop_masks(leaks, {"test": (test_set.sources, test_set.ids)}, KEY)["test"]
+    return drop_masks(leaks, {"test": (test_set.sources, test_set.ids)}, KEY, strict=False)["test"]
 
 
 def leak_free_record(issues_csv: str, probs: Any, targets: Any, test_set: ImageArrays,

@@ -21,7 +21,7 @@ from rich.progress import track
 
 from lit_vision.auditing import duplicates, grids, models, outliers, summary
 from lit_vision.auditing.findings import LABEL, Finding, write_issues
-from lit_vision.auditing.hashing import content_hashes, perceptual_hashes
+from lit_vision.auditing.hashing import content_hashes, perceptual_hashes, thumbnail_features
 from lit_vision.auditing.label_issues import find_label_issues
 from lit_vision.auditing.quality import QualitySettings, file_stats, image_stats, quality_issues
 from lit_vision.auditing.settings import AuditSettings
@@ -184,7 +184,7 @@ class NetSteps:
                                                     self.plan.excluded)
                 ckpt = models.train_run(folder / "run", [*self.plan.data_overrides, f"seed={self.plan.seed + k}"],
                                         self.settings.train, exclude)
-                return self.probabilities(self.load(ckpt), _rows(train.images, rows), f"probabilities fold {k}")
+                return self.probabilities(self.load(ckpt), _Rows(train.images, rows), f"probabilities fold {k}")
 
             by_fold[k] = (rows, models.cached_array(folder / "probabilities.npy", fold_probs))
         return models.out_of_fold(by_fold, len(train), len(self.class_names))
@@ -206,10 +206,6 @@ class _Rows:
         return np.stack([np.asarray(self.images[int(r)]) for r in rows])
 
 
-def _rows(images: Any, index: np.ndarray) -> _Rows:
-    return _Rows(images, index)
-
-
 def label_findings(name: str, split: AuditSplit, probs: np.ndarray, class_names: Sequence[str]) -> list[Finding]:
     issues = find_label_issues(split.labels, probs)
     return [Finding(split=name, item=split.items[row], kind=LABEL, score=float(issues.self_confidence[row]),
@@ -220,9 +216,12 @@ def label_findings(name: str, split: AuditSplit, probs: np.ndarray, class_names:
 
 
 def run_audit(splits: Mapping[str, AuditSplit], class_names: Sequence[str], settings: AuditSettings,
-              plan: TrainingPlan, out: Path, device: str, describe: Mapping[str, Any]) -> AuditResult:
-    """Run every check of ``settings`` on ``splits`` and write the audit's files into ``out``."""
+              plan: TrainingPlan, out: Path, device: str, describe: Mapping[str, Any],
+              loaded_in: float = 0.0) -> AuditResult:
+    """Run every check of ``settings`` on ``splits`` and write the audit's files into ``out``; ``loaded_in``: the
+    seconds reading the data took (the first line of the summary's times)."""
     clock, found = Clock(), []
+    clock.seconds["load the data"] = loaded_in
     out.mkdir(parents=True, exist_ok=True)
     pairs: dict = {}
     items = {name: split.items for name, split in splits.items()}
@@ -240,9 +239,11 @@ def run_audit(splits: Mapping[str, AuditSplit], class_names: Sequence[str], sett
         with clock.step("embeddings"):
             embedded = nets.embeddings()
         if settings.wants("near_duplicates"):
-            with clock.step("near-duplicates (embedding)"):
-                neighbours = duplicates.nearest_distances(embedded, device)
-                duplicates.add_embedding_pairs(pairs, neighbours, embedded, settings.near_factor)
+            with clock.step("near-duplicates (embedding and thumbnails)"):
+                joint = {name: duplicates.joint_features(embedded[name], np.concatenate(
+                    chunked(thumbnail_features, split.images, f"thumbnails {name}"))) for name, split in splits.items()}
+                neighbours = duplicates.nearest_distances(joint, device)
+                duplicates.add_embedding_pairs(pairs, neighbours, joint, settings.near_factor)
         if settings.wants("outliers"):
             with clock.step("outliers"):
                 scores = outliers.outlier_scores(embedded, settings.neighbours, device)

@@ -56,7 +56,7 @@ class AuditSettings:
             raise ConfigError(f"audit.folds={self.folds}: cross-validation needs at least 2 folds")
         if not all(isinstance(t, str) and ("=" in t or t.startswith("~")) for t in self.train):
             raise ConfigError(f"audit.train={list(self.train)!r}: give training overrides (key=value, ~key) as one "
-                              "line, e.g. \"audit.train='model=airbench trainer.max_epochs=4'\"")
+                              "line, e.g. \"audit.train='model=cnn trainer.max_epochs=8'\"")
         positive_int(self.hash_distance, "audit.hash_distance")
         if self.hash_distance >= 32:
             raise ConfigError(f"audit.hash_distance={self.hash_distance}: unrelated images differ in about 32 of the "

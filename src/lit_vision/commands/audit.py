@@ -14,6 +14,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,12 @@ def audit_splits(cfg: DictConfig) -> tuple[dict[str, AuditSplit], list[str], dic
 def training_plan(cfg: DictConfig, out: Path) -> TrainingPlan:
     """The audit's own data overrides for its training runs; the user's ``data.exclude`` travels as a list file
     (the fold runs add their held-out images to it)."""
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    overrides, choice = [], None
+    if HydraConfig.initialized():
+        overrides, choice = list(HydraConfig.get().overrides.task), HydraConfig.get().runtime.choices.get("data")
     data_overrides = forwarded_overrides(overrides, drop=("data.exclude",)) + [f"seed={cfg.seed}"]
+    if choice and not any(o.lstrip("+").startswith("data=") for o in data_overrides):
+        data_overrides.insert(0, f"data={choice}")  # the audit's default data, which a recipe's preset must not swap
     value = cfg.data.get("exclude")
     excluded = exclude_entries(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value) if value else []
     if excluded:
@@ -92,9 +97,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     settings = AuditSettings.from_mapping(OmegaConf.to_container(cfg.audit, resolve=True))  # type: ignore[arg-type]
     out = Path(cfg.paths.output_dir)
     plan = training_plan(cfg, out)
+    start = time.perf_counter()
     splits, class_names, describe = audit_splits(cfg)
     device = resolve_device(str(OmegaConf.select(cfg, "trainer.accelerator", default="auto")))
-    result = run_audit(splits, class_names, settings, plan, out, device, describe)
+    result = run_audit(splits, class_names, settings, plan, out, device, describe, time.perf_counter() - start)
     log.info("audit written to %s (%d findings in %.1f min)", out, len(result.findings),
              sum(result.seconds.values()) / 60)
     return {"findings": len(result.findings)}

@@ -183,10 +183,11 @@ def exclude_entries(value: str | os.PathLike[str] | Sequence[str], key: str = KE
 
 
 def drop_masks(excluded: ExcludeList, rows: Mapping[str, tuple[Sequence[str], np.ndarray]],
-               key: str = KEY) -> dict[str, np.ndarray]:
+               key: str = KEY, strict: bool = True) -> dict[str, np.ndarray]:
     """The rows ``excluded`` names, as a boolean mask per split. ``rows`` holds each split's file paths (empty for a
     split read from arrays) and ids (:attr:`ImageArrays.ids`). An entry that names no row, or a split that would
-    lose every row, is a :class:`ConfigError`."""
+    lose every row, is a :class:`ConfigError`; with ``strict=False`` (``rows`` a mapped subset of the data, e.g. a
+    balanced test split) only a list of which no entry names a row is."""
     paths = {e.path for e in excluded.entries if e.path is not None}
     found: set[str] = set()
     masks: dict[str, np.ndarray] = {}
@@ -205,7 +206,7 @@ def drop_masks(excluded: ExcludeList, rows: Mapping[str, tuple[Sequence[str], np
             found.update(f"{split}/{int(i)}" for i in ids[by_index])
         masks[split] = mask
     missing = [e for e in excluded.entries if e.key not in found]
-    if missing:
+    if missing and (strict or len(missing) == len(excluded)):
         named = ", ".join(f"{e.text} ({e.where})" for e in missing[:NAMED])
         more = f" and {len(missing) - NAMED} more" if len(missing) > NAMED else ""
         raise ConfigError(f"{excluded.origin}: {len(missing)} of its {len(excluded)} entries are not in the data: "
