@@ -251,3 +251,19 @@ def test_the_audits_training_runs_get_its_data_even_by_default(tmp_path):
     given = training_plan(compose_config(["data=fashion_mnist", "data.root=/d"], tmp_path / "b", "audit"),
                           tmp_path / "b")
     assert given.data_overrides == ["data=fashion_mnist", "data.root=/d", "seed=42"]
+
+
+def test_prepared_shards_are_audited_from_their_stored_images(tmp_path):
+    from lit_vision.data.image_folder import split_dirs
+    from lit_vision.data.preparation import PrepareSettings, prepare_shards
+
+    planted = write_planted(tmp_path / "photos", per_class=9)
+    prepare_shards(split_dirs(str(tmp_path / "photos"), None, None, None), tmp_path / "shards",
+                   PrepareSettings(32, 95, 3, False, 0.1, True, 0), workers=1, command="test")
+    cfg = compose_config(["data=shards", f"data.root={tmp_path / 'shards'}", "data.image_size=[32,32]",
+                          "audit.checks=[duplicates,quality]", "accelerator=cpu"], tmp_path / "audit", "audit")
+    audit(cfg)
+    rows = read_rows(tmp_path / "audit" / "issues.csv")
+    exact = {(r["split"], Path(r["item"]).name, Path(r["partner"]).name) for r in rows if r["kind"] == "exact_duplicate"}
+    assert ("test", planted["exact_leak"].name, "003.png") in exact  # both stored and decoded the same way
+    assert any(Path(r["item"]).name == "blank.png" and r["kind"] == "blank" for r in rows)

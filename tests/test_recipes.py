@@ -209,6 +209,13 @@ def test_whitening_stem_settings_are_checked() -> None:
         build_features([{"whiten": 8, "padding": "same"}], in_chans=3)
 
 
+@pytest.mark.parametrize("channels, width", [(1, 8), (3, 24)])
+def test_whiten_all_takes_every_component_of_the_datas_channels(channels: int, width: int) -> None:
+    """model=airbench's stem (whiten: all) fits grayscale data (8 filters) as well as RGB (airbench's 24)."""
+    features, out = build_features([{"whiten": "all", "kernel": 2}], in_chans=channels)
+    assert features[0].out_channels == out == width
+
+
 def test_a_run_fits_the_whitening_stem_on_its_training_images_once(make_cfg, monkeypatch) -> None:
     cfg = make_cfg(*QUIET, "trainer.max_epochs=1", WHITEN_NET, "model.net.head.hidden=[]")
     record = run(cfg)

@@ -42,7 +42,9 @@ def _grid(cells: Sequence[tuple[np.ndarray, str]], title: str, path: Path, colum
 
 
 def _short(item: str) -> str:
-    return Path(item).name if "/" in item and not item.split("/")[-1].isdigit() else item
+    """A file as its class folder and name (``cat/0042.jpg``); ``<split>/<index>`` as is."""
+    parts = Path(item).parts
+    return "/".join(parts[-2:]) if len(parts) > 2 else item
 
 
 def duplicate_cells(findings: Sequence[Finding], images: Images) -> list[tuple[np.ndarray, str]]:

@@ -9,6 +9,7 @@ subprocess with the audited data's overrides plus ``audit.train`` (a fast recipe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import subprocess
 import sys
@@ -83,6 +84,12 @@ def out_of_fold(probs_by_fold: dict[int, tuple[np.ndarray, np.ndarray]], n: int,
     if np.isnan(out).any():
         raise AuditTrainingError("some training images got no out-of-fold probability (a fold is missing)")
     return out
+
+
+def checkpoint_key(ckpt: Path) -> str:
+    """A short name for one checkpoint file (its resolved path, size and modification time)."""
+    stat = ckpt.stat()
+    return hashlib.sha1(f"{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
 
 
 def cached_array(path: Path, compute: Any) -> np.ndarray:

@@ -82,7 +82,8 @@ class Clock:
 def chunked(fn: Callable[[Any], Any], images: Any, what: str, chunk: int = CHUNK) -> list[Any]:
     """``fn`` over ``images`` in chunks, with a progress bar."""
     starts = range(0, len(images), chunk)
-    return [fn(images[s:s + chunk]) for s in track(starts, description=what, total=len(starts), transient=True)]
+    return [fn(np.asarray(images[s:s + chunk]))  # asarray: shards decode a slice here
+            for s in track(starts, description=what, total=len(starts), transient=True)]
 
 
 def split_hashes(splits: Mapping[str, AuditSplit]) -> dict[str, duplicates.SplitHashes]:
@@ -121,6 +122,7 @@ class NetSteps:
         self.out, self.splits, self.class_names = out, splits, list(class_names)
         self.settings, self.plan, self.device = settings, plan, device
         self._model: Any = None
+        self._cache = self.out / "cache"
 
     def load(self, ckpt: Path) -> Any:
         from lit_vision.training.checkpoints import load_classifier
@@ -144,7 +146,15 @@ class NetSteps:
             ckpt = self.plan.checkpoint or models.train_run(self.out / "model", self.plan.data_overrides,
                                                             self.settings.train)
             self._model = self.load(ckpt)
+            self._cache = self.out / "cache" / models.checkpoint_key(ckpt)
         return self._model
+
+    @property
+    def cache(self) -> Path:
+        """Where this net's embeddings and probabilities are kept: one folder per checkpoint, so a resumed audit
+        given another ``ckpt_path`` computes them again."""
+        self.model  # noqa: B018 — sets the folder
+        return self._cache
 
     def embeddings(self) -> dict[str, np.ndarray]:
         from lit_vision.models.boosting import embeddings
@@ -153,7 +163,7 @@ class NetSteps:
             return np.concatenate(chunked(lambda x: embeddings(self.model, x, self.settings.batch_size, self.device),
                                           split.images, f"embedding {name}"))
 
-        return {name: models.cached_array(self.out / "cache" / f"embeddings_{name}.npy",
+        return {name: models.cached_array(self.cache / f"embeddings_{name}.npy",
                                           lambda s=split, n=name: embed(s, n))
                 for name, split in self.splits.items()}
 
@@ -164,11 +174,10 @@ class NetSteps:
 
     def held_out_probabilities(self, name: str) -> np.ndarray:
         """Out-of-sample probabilities: cross-validated for train, the whole-train net's for val and test."""
-        path = self.out / "cache" / f"probabilities_{name}.npy"
         if name != "train":
-            return models.cached_array(path, lambda: self.probabilities(self.model, self.splits[name].images,
-                                                                        f"probabilities {name}"))
-        return models.cached_array(path, self.cross_validated)
+            return models.cached_array(self.cache / f"probabilities_{name}.npy", lambda: self.probabilities(
+                self.model, self.splits[name].images, f"probabilities {name}"))
+        return models.cached_array(self.out / "folds" / "probabilities_train.npy", self.cross_validated)
 
     def cross_validated(self) -> np.ndarray:
         train = self.splits["train"]

@@ -7,7 +7,8 @@
     - {pool: 2, stride: 1, type: max}                   # MaxPool2d / AvgPool2d
     - {dropout: 0.2}                                    # SpatialDropout2D (Dropout2d)
     - {act: gelu}                                       # an activation on its own (conv → pool → bn → act)
-    - {whiten: 24, kernel: 2, eps: 5.0e-4, act: gelu}   # airbench's frozen patch-whitening conv (whitening.py)
+    - {whiten: 24, kernel: 2, eps: 5.0e-4, act: gelu}   # airbench's frozen patch-whitening conv (whitening.py);
+                                                        # whiten: all = every component, both signs (2 x C x k^2)
 
 then flatten and a dense head: ``head: {hidden: [256], dropout: 0.5, input_dropout: 0.5, batchnorm: false}``;
 airbench's head is ``{bias: false, scale: 0.111}`` (no output bias, logits times 1/9).
@@ -114,9 +115,9 @@ def build_features(specs: Sequence[Mapping[str, Any] | str], in_chans: int) -> t
             if i:
                 raise ConfigError(f"model.net.features.{i}: a whiten block is fitted on the normalised images, so it "
                                   "must be the first block")
-            whiten = PatchWhitening(ch, positive_int(spec["whiten"], f"{where}.whiten"),
-                                    positive_int(spec.get("kernel", 2), f"{where}.kernel"),
-                                    positive_number(spec.get("eps", 5e-4), f"{where}.eps"))
+            kernel = positive_int(spec.get("kernel", 2), f"{where}.kernel")
+            width = 2 * ch * kernel ** 2 if spec["whiten"] == "all" else positive_int(spec["whiten"], f"{where}.whiten")
+            whiten = PatchWhitening(ch, width, kernel, positive_number(spec.get("eps", 5e-4), f"{where}.eps"))
             layers += [whiten, activation(spec.get("act", "none"), f"{where}.act")]
             ch = whiten.out_channels
         elif kind == "act":
