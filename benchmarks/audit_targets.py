@@ -1,7 +1,8 @@
 """The audit's targets, measured on finished audits of the notebook datasets: prints one table.
 
     python benchmarks/audit_targets.py --cifar10 outputs/audit/runs/<cifar10 audit> \\
-        [--cifar10-quick <duplicates+quality audit>] [--fashion <fashion_mnist audit>] [--json out.json]
+        [--cifar10-quick <duplicates+quality audit>] [--fashion <fashion_mnist audit>] [--json out.json] \\
+        [--counts <audit> ...]   # also the findings per kind and split of any audits, as a markdown table
 
 CIFAR-10 (``data=cifar10 data.root=../shared/datasets/cifar10-jpeg``), against published lists used only here, as an
 evaluation (``benchmarks/reference/README.md``):
@@ -116,6 +117,26 @@ def measure(args: argparse.Namespace) -> list[tuple[str, str, str, bool | None]]
     return out
 
 
+def counts_table(audits: list[Path]) -> str:
+    """docs/audit.md's table: findings per kind and split of each audit (the quality kinds summed as "unusable";
+    each audit's summary.md has them one by one), its images, train leaks and minutes."""
+    from lit_vision.auditing.findings import QUALITY_KINDS
+    from lit_vision.runs.markdown import markdown_table
+
+    kinds = ("exact_duplicate", "near_duplicate", "label_issue", "outlier")
+    rows = []
+    for audit in audits:
+        record = summary(audit)
+        counts = record["counts"]
+        for split, size in record["sizes"].items():
+            unusable = sum(counts[k][split] for k in QUALITY_KINDS)
+            rows.append([record["data"].get("name", audit.name), split, f"{size:,}",
+                         *(f"{counts[k][split]:,}" for k in kinds), f"{unusable:,}",
+                         f"{record['leaked'].get(split, '')}", f"{record['total_seconds'] / 60:.1f}"])
+    return markdown_table(["data", "split", "images", "exact dup.", "near dup.", "label issues", "outliers",
+                           "unusable", "in test/val with a train copy", "audit min"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cifar10", type=Path, help="a whole audit of data=cifar10 (cifar10-jpeg)")
@@ -123,7 +144,11 @@ def main() -> None:
                         "audit.checks=[duplicates,quality]")
     parser.add_argument("--fashion", type=Path, help="an audit of data=fashion_mnist")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--counts", type=Path, nargs="*", default=[], help="audits whose counts to print as one "
+                        "markdown table (docs/audit.md)")
     args = parser.parse_args()
+    if args.counts:
+        print(counts_table(args.counts))
     rows = measure(args)
     table = Table(title=f"audit targets ({cpu_model()})")
     for column in ("target", "measured", "goal", "met"):

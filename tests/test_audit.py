@@ -236,7 +236,7 @@ def test_evaluate_scores_the_whole_and_the_leak_free_test_split_side_by_side(tmp
     assert saved["test_leak_free/acc"] == scored["test_leak_free/acc"]
 
     other = tmp_path / "other.csv"
-    other.write_text("split,item,kind,partner_split\ntest,test/3,near_duplicate,train\n")
+    other.write_text("split,item,kind,partner_split\ntest,test/999,near_duplicate,train\n")  # not in this data
     with pytest.raises(ConfigError, match="other.csv: 1 of its 1 entries are not in the data"):
         evaluate(compose_config([*data, f"ckpt_path={record['best_checkpoint']}", f"leak_free={other}",
                                  "report.plots=false"], tmp_path / "eval2", "evaluate"))
