@@ -3,7 +3,9 @@
 Three detectors, each catching what the one before misses:
 
 * identical decoded pixels (a content hash), no model;
-* a 64-bit DCT perceptual hash within ``hash_distance`` bits: re-encoded, resized, slightly re-toned copies, no model;
+* a 64-bit DCT perceptual hash within ``hash_distance`` bits, confirmed by 8x8 thumbnails closer than ``near_factor``
+  x their median nearest-neighbour distance (:func:`confirm_hash_pairs`): re-encoded, resized, slightly re-toned
+  copies, no model;
 * nearest neighbours in a trained net's L2-normalised embedding joined with an 8x8 thumbnail of the pixels
   (:func:`joint_features`), closer than ``near_factor`` x the median nearest-neighbour distance of the same query
   split: shifted, cropped and colour-changed copies. The threshold is relative to the data's own distances because
@@ -45,6 +47,7 @@ class _Pair:
     exact: bool = False
     hamming: int | None = None
     relative: float | None = None
+    thumbnail: float | None = None
 
 
 PairKey = tuple[str, int, str, int]  # (item split, item row, partner split, partner row)
@@ -80,6 +83,24 @@ def find_hash_pairs(hashes: Mapping[str, SplitHashes], hash_distance: int) -> di
             pair.hamming = int(d)
             pair.methods.append(f"phash {int(d)}/{HASH_BITS}")
     return pairs
+
+
+def confirm_hash_pairs(pairs: dict[PairKey, _Pair], thumbnails: Mapping[str, np.ndarray], near_factor: float,
+                       device: str = "cpu") -> None:
+    """Keep a perceptual-hash pair only when its thumbnails are also closer than ``near_factor`` x the median
+    nearest-neighbour thumbnail distance of its split pair. On sets of simple, similar images (digits, clothes on a
+    plain ground) many different images share a hash within a few bits; copies of one shot stay close in pixels too.
+    Identical pixels need no confirmation."""
+    medians = {key: float(np.median(dist)) for key, (dist, _) in nearest_distances(thumbnails, device).items()}
+    for key in list(pairs):
+        query, q_row, reference, r_row = key
+        pair = pairs[key]
+        pair.thumbnail = float(np.linalg.norm(thumbnails[query][q_row] - thumbnails[reference][r_row]))
+        pair.thumbnail /= max(medians[(reference, query)], 1e-12)
+        if not pair.exact and pair.thumbnail >= near_factor:
+            del pairs[key]
+        else:
+            pair.methods.append(f"thumbnail {pair.thumbnail:.3f}")
 
 
 def joint_features(embedding: np.ndarray, thumbnails: np.ndarray) -> np.ndarray:
@@ -127,7 +148,7 @@ def to_findings(pairs: Mapping[PairKey, _Pair], items: Mapping[str, Sequence[str
     best: dict[tuple[str, int], Finding] = {}
     for (query, q_row, reference, r_row), pair in pairs.items():
         score = (0.0 if pair.exact else pair.relative if pair.relative is not None
-                 else (pair.hamming or 0) / HASH_BITS)
+                 else pair.thumbnail if pair.thumbnail is not None else (pair.hamming or 0) / HASH_BITS)
         finding = Finding(split=query, item=items[query][q_row], kind=EXACT if pair.exact else NEAR, score=score,
                           partner_split=reference, partner=items[reference][r_row],
                           detail=", ".join(dict.fromkeys(pair.methods)), index=q_row, partner_index=r_row)

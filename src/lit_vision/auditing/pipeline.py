@@ -234,9 +234,15 @@ def run_audit(splits: Mapping[str, AuditSplit], class_names: Sequence[str], sett
     out.mkdir(parents=True, exist_ok=True)
     pairs: dict = {}
     items = {name: split.items for name, split in splits.items()}
+    thumbnails: dict[str, np.ndarray] = {}
+    if settings.wants("duplicates") or settings.wants("near_duplicates"):
+        with clock.step("thumbnails"):
+            thumbnails = {name: np.concatenate(chunked(thumbnail_features, split.images, f"thumbnails {name}"))
+                          for name, split in splits.items()}
     if settings.wants("duplicates"):
         with clock.step("duplicates (pixels, perceptual hash)"):
             pairs = duplicates.find_hash_pairs(split_hashes(splits), settings.hash_distance)
+            duplicates.confirm_hash_pairs(pairs, thumbnails, settings.near_factor, device)
     if settings.wants("quality"):
         with clock.step("unusable images"):
             found += quality_findings(splits, QualitySettings.from_mapping(dict(settings.quality)))
@@ -249,8 +255,7 @@ def run_audit(splits: Mapping[str, AuditSplit], class_names: Sequence[str], sett
             embedded = nets.embeddings()
         if settings.wants("near_duplicates"):
             with clock.step("near-duplicates (embedding and thumbnails)"):
-                joint = {name: duplicates.joint_features(embedded[name], np.concatenate(
-                    chunked(thumbnail_features, split.images, f"thumbnails {name}"))) for name, split in splits.items()}
+                joint = {name: duplicates.joint_features(embedded[name], thumbnails[name]) for name in splits}
                 neighbours = duplicates.nearest_distances(joint, device)
                 duplicates.add_embedding_pairs(pairs, neighbours, joint, settings.near_factor)
         if settings.wants("outliers"):
