@@ -218,3 +218,15 @@ def test_thumbnails_keep_a_retoned_copy_closer_than_any_other_image():
     assert int(np.argmin(np.linalg.norm(feats - query, axis=1))) == 7
     joint = joint_features(rng.normal(size=(50, 16)) * 100, feats)
     np.testing.assert_allclose(np.linalg.norm(joint, axis=1), np.sqrt(2), rtol=1e-5)  # both halves weigh the same
+
+
+def test_a_white_digit_on_black_is_not_a_dark_image_but_a_dim_frame_is():
+    from lit_vision.auditing.quality import QualitySettings, image_stats, quality_issues
+
+    digit = np.zeros((1, 1, 28, 28), np.uint8)
+    digit[0, 0, 6:22, 12:15] = 255  # a "1": mean ~17, std ~60
+    dim = np.full((1, 1, 28, 28), 8, np.uint8)
+    dim[0, 0, ::4, ::4] = 30  # a nearly black frame with faint content
+    stats = image_stats(np.concatenate([digit, dim]))
+    assert stats["brightness"][0] < 20
+    assert [(i, kind) for i, kind, _ in quality_issues(stats, None, QualitySettings())] == [(1, "dark")]

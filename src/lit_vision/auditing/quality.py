@@ -33,7 +33,8 @@ class QualitySettings:
     """When an image is unusable (``audit.quality``).
 
     min_contrast: the luma standard deviation below which an image is ``blank`` (nearly constant).
-    min_brightness / max_brightness: mean luma (0..255) below / above which an image is ``dark`` / ``bright``.
+    min_brightness / max_brightness: mean luma (0..255) below / above which an image is ``dark`` / ``bright``, when
+        its luma std is also below ``dim_contrast`` (a dark frame, not a white-on-black digit).
     blur_factor: an image is ``blurry`` when its Laplacian variance is below this fraction of the set's median
         (relative, as sharpness depends on the data's resolution and content); 0 turns the check off.
     max_grayscale_fraction: grayscale images inside an RGB set are flagged only while at most this share of the set
@@ -45,6 +46,7 @@ class QualitySettings:
     min_contrast: float = 2.0
     min_brightness: float = 20.0
     max_brightness: float = 245.0
+    dim_contrast: float = 20.0
     blur_factor: float = 0.05
     max_grayscale_fraction: float = 0.5
     min_side: int = 16
@@ -52,7 +54,7 @@ class QualitySettings:
 
     def __post_init__(self) -> None:
         key = "audit.quality."
-        for name in ("min_contrast", "min_brightness", "max_brightness", "blur_factor"):
+        for name in ("min_contrast", "min_brightness", "max_brightness", "dim_contrast", "blur_factor"):
             non_negative_number(getattr(self, name), key + name)
         proportion(self.max_grayscale_fraction, key + "max_grayscale_fraction")
         non_negative_int(self.min_side, key + "min_side")
@@ -123,7 +125,8 @@ def quality_issues(stats: Mapping[str, np.ndarray], file_stats: Mapping[str, np.
     settings = settings or QualitySettings()
     brightness, contrast = np.asarray(stats["brightness"]), np.asarray(stats["contrast"])
     blank = contrast < settings.min_contrast
-    dark, bright = brightness < settings.min_brightness, brightness > settings.max_brightness
+    dim = contrast < settings.dim_contrast  # little visible content: a white digit on black is not a dark image
+    dark, bright = dim & (brightness < settings.min_brightness), dim & (brightness > settings.max_brightness)
     issues = _flag(blank, "blank", contrast) + _flag(dark, "dark", brightness) + _flag(bright, "bright", brightness)
     issues += _blurry(np.asarray(stats["blur"]), blank | dark | bright, settings.blur_factor)
     issues += _grayscale(stats, blank, settings.max_grayscale_fraction)
