@@ -264,6 +264,12 @@ def test_prepared_shards_are_audited_from_their_stored_images(tmp_path):
                           "audit.checks=[duplicates,quality]", "accelerator=cpu"], tmp_path / "audit", "audit")
     audit(cfg)
     rows = read_rows(tmp_path / "audit" / "issues.csv")
-    exact = {(r["split"], Path(r["item"]).name, Path(r["partner"]).name) for r in rows if r["kind"] == "exact_duplicate"}
+    refused = subprocess.run([sys.executable, "-m", "lit_vision.audit", "data=shards",
+                              f"data.root={tmp_path / 'shards'}", f"hydra.run.dir={tmp_path / 'refused'}"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "data=shards cannot leave cross-validation folds" in refused.stdout + refused.stderr
+    exact = {(r["split"], Path(r["item"]).name, Path(r["partner"]).name) for r in rows
+             if r["kind"] == "exact_duplicate"}
     assert ("test", planted["exact_leak"].name, "003.png") in exact  # both stored and decoded the same way
     assert any(Path(r["item"]).name == "blank.png" and r["kind"] == "blank" for r in rows)

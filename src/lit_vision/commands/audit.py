@@ -108,7 +108,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def check_options(cfg: DictConfig) -> None:
     """``audit.*``, ``resume`` and ``ckpt_path`` checked before any data is read."""
-    AuditSettings.from_mapping(OmegaConf.to_container(cfg.audit, resolve=True))  # type: ignore[arg-type]
+    settings = AuditSettings.from_mapping(OmegaConf.to_container(cfg.audit, resolve=True))  # type: ignore[arg-type]
+    if settings.wants("label_issues") and str(cfg.data.get("_target_", "")).endswith("ShardsDataModule"):
+        raise ConfigError("audit.checks has label_issues, but data=shards cannot leave cross-validation folds out of "
+                          "training (its shards are written); audit the image folder before prepare, or drop "
+                          "label_issues: audit.checks=[duplicates,quality,near_duplicates,outliers]")
     if cfg.resume and not Path(cfg.resume).is_dir():
         raise ConfigError(f"resume={cfg.resume}: no such folder; pass the folder of the audit to continue "
                           "(outputs/audit/runs/<time>)")
