@@ -9,7 +9,6 @@ DataLoader, whose distributed sampler gives each rank its shard.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from lit_vision.data.arrays import ImageArrays
-from lit_vision.data.epoch_order import EpochOrder
+from lit_vision.data.epoch_order import EpochOrder, batch_sizes
 
 #: share of the device's free memory (a GPU's, or the host's available RAM) the resident splits may take
 DEVICE_MEMORY_SHARE = 0.25
@@ -38,6 +37,15 @@ def fits_on(device: torch.device, arrays: list[ImageArrays]) -> bool:
     return sum(a.images.nbytes + a.labels.nbytes for a in arrays) <= DEVICE_MEMORY_SHARE * free_memory(device)
 
 
+def writable(images: np.ndarray) -> np.ndarray:
+    """``images`` as a C-contiguous array torch may wrap: a read-only one (a split read from the disk cache, a
+    memory map) is copied once, since a tensor over read-only memory is undefined behaviour to write (PyTorch warns
+    "The given NumPy array is not writable")."""
+    if images.flags.writeable:
+        return np.ascontiguousarray(images)
+    return np.array(images, order="C")
+
+
 class DeviceBatches:
     """Iterable of ``(uint8 images, int64 labels)`` batches sliced from tensors already on ``device``.
 
@@ -47,7 +55,7 @@ class DeviceBatches:
     """
 
     def __init__(self, arrays: ImageArrays, batch_size: int, shuffle: bool, device: torch.device, seed: int) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(arrays.images)).to(device)
+        self.images = torch.from_numpy(writable(arrays.images)).to(device)
         self.labels = torch.from_numpy(np.asarray(arrays.labels, dtype=np.int64)).to(device)
         self.batch_size = int(batch_size)
         self.sampler = EpochOrder(len(self.labels), int(seed), shuffle)
@@ -55,14 +63,19 @@ class DeviceBatches:
         self._served = 0
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return len(self._sizes(len(self.labels)))
+
+    def _sizes(self, images: int) -> list[int]:
+        """Training batches (shuffled) keep a last image of its own with the batch before it (:func:`batch_sizes`);
+        evaluation batches are plain slices."""
+        return batch_sizes(images, self.batch_size) if self.sampler.shuffle else \
+            [min(self.batch_size, images - s) for s in range(0, images, self.batch_size)]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.sampler.begin_epoch().to(self.labels.device)
         done = self.sampler.start // self.batch_size
         self._served = done
-        for i, start in enumerate(range(0, len(order), self.batch_size)):
-            index = order[start:start + self.batch_size]
+        for i, index in enumerate(order.split(self._sizes(len(order)))):
             self._served = done + i + 1
             yield self.images[index], self.labels[index]
 

@@ -11,13 +11,39 @@ of the same epoch — no image twice, none skipped — instead of restarting the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lit_vision.errors import LitVisionError
+
+
+def batch_sizes(images: int, batch_size: int) -> list[int]:
+    """The sizes of the training batches ``images`` images are served in: full batches and the rest, except that a
+    rest of one image joins the batch before it. BatchNorm cannot normalise a single image in training (PyTorch
+    raises "Expected more than 1 value per channel when training"), so a split of ``k * batch_size + 1`` images would
+    crash at its last batch; this way every image is still served once per epoch."""
+    sizes = [batch_size] * (images // batch_size) + ([images % batch_size] if images % batch_size else [])
+    if len(sizes) > 1 and sizes[-1] == 1 and batch_size > 1:
+        lone = sizes.pop()
+        sizes[-1] += lone
+    return sizes
+
+
+def join_lone_last(batches: Iterable[Any], batch_size: int) -> Iterator[Any]:
+    """``batches`` (tuples of tensors, all of ``batch_size`` images but the last) with a last batch of one image
+    joined to the one before it: :func:`batch_sizes`'s rule for a loader that batches on its own."""
+    held = None
+    for batch in batches:
+        if held is not None and len(batch[0]) == 1 and batch_size > 1:
+            batch, held = tuple(torch.cat(parts) for parts in zip(held, batch)), None
+        if held is not None:
+            yield held
+        held = batch
+    if held is not None:
+        yield held
 
 
 class LoaderStateError(LitVisionError):
@@ -107,9 +133,13 @@ class ResumableDataLoader(DataLoader):
         # after Lightning's set_epoch
         sampler: EpochOrder = self.sampler  # type: ignore[assignment]
         self._served = 0
-        for i, batch in enumerate(super().__iter__()):
-            self._served = sampler.start // int(self.batch_size or 1) + i + 1
+        batch_size = int(self.batch_size or 1)
+        for i, batch in enumerate(join_lone_last(super().__iter__(), batch_size)):
+            self._served = sampler.start // batch_size + i + 1
             yield batch
+
+    def __len__(self) -> int:
+        return len(batch_sizes(len(self.sampler), int(self.batch_size or 1)))  # type: ignore[arg-type]
 
     def state_dict(self) -> dict[str, Any]:
         return self.sampler.position(self._served, int(self.batch_size or 1))  # type: ignore[attr-defined]

@@ -22,11 +22,12 @@ from lit_vision.training.checkpoints import CheckpointError, load_classifier
 
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """``(N, K)`` class probabilities of a classifier (test-time augmentation included) for uint8 images."""
+    """``(N, K)`` class probabilities of a classifier (test-time augmentation included) for uint8 images (each batch
+    copied: ``images`` may be a read-only memory map, which torch must not wrap)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = [model.probabilities(model.eval_logits(torch.from_numpy(np.asarray(images[i:i + batch_size])).to(device)))
+    out = [model.probabilities(model.eval_logits(torch.from_numpy(np.array(images[i:i + batch_size])).to(device)))
            .float().cpu() for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, len(model.class_names)), np.float32)

@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
+from lit_vision.data.epoch_order import batch_sizes
 from lit_vision.errors import ConfigError
 
 #: the checkpoint key of the ``steps_per_execution`` a checkpoint was written with (absent: 1)
@@ -45,7 +46,8 @@ def training_steps(module: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor,
     compiled = module.compiled_net_loss
     x = x if compiled is not None else module.preprocess(x)
     losses, logits, hard = [], [], []
-    for xs, ys in zip(x.split(module.micro_batch_size), y.split(module.micro_batch_size)):
+    sizes = batch_sizes(len(y), module.micro_batch_size)  # a last image of its own joins the step before
+    for xs, ys in zip(x.split(sizes), y.split(sizes)):
         xs, ys = module.mix(xs, ys)
         if compiled is not None:
             loss, out = compiled(xs, ys)
@@ -76,7 +78,7 @@ def planned_steps(trainer: L.Trainer, steps_per_execution: int, micro_batch_size
     train_set = getattr(trainer.datamodule, "train_set", None)
     if train_set is not None:
         images = math.ceil(len(train_set.labels) / trainer.world_size)
-        per_epoch = min(per_epoch, math.ceil(images / micro_batch_size))
+        per_epoch = min(per_epoch, len(batch_sizes(images, micro_batch_size)))
     planned = per_epoch * trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else math.inf
     if trainer.max_steps and trainer.max_steps > 0:
         planned = min(planned, trainer.max_steps)
