@@ -53,6 +53,13 @@ def test_a_space_is_parsed_checked_and_sampled_with_its_conditions() -> None:
     ({"a.b": {"type": "uniform", "low": 0, "high": 1}}, "tune.space.a.b="),
     ({"a.b": {"type": "int", "low": 1, "high": 9, "choices": [1]}}, "does not take ['choices']"),
     ({"a.b": {"type": "float", "low": 0, "high": 1, "when": {"c.d": 1}}}, "tune.space.a.b.when names c.d"),
+    # the shared value checks (lit_vision.checks), each naming the key
+    ({"a.b": {"type": "float", "low": "0", "high": 1}}, "tune.space.a.b.low='0' must be a number"),
+    ({"a.b": {"type": "float", "low": 0, "high": float("inf")}}, "tune.space.a.b.high=inf must be a number"),
+    ({"a.b": {"type": "int", "low": 1.5, "high": 9}}, "tune.space.a.b.low=1.5 must be an integer"),
+    ({"a.b": {"type": "int", "low": 1, "high": 9, "step": 0}}, "tune.space.a.b.step=0 must be an integer >= 1"),
+    ({"a.b": {"type": "float", "low": 0, "high": 1, "step": -0.1}}, "tune.space.a.b.step=-0.1 must be a positive"),
+    ({"a.b": {"type": "float", "low": 1, "high": 2, "log": "yes"}}, "tune.space.a.b.log='yes' must be true or false"),
 ])
 def test_a_bad_space_is_refused_naming_the_entry(space: dict, named: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -92,6 +99,8 @@ def test_space_mistakes_exit_2_before_any_trial(make_cfg, caplog, space: dict, n
     ("tune.n_trials=0", "tune.n_trials=0"),
     ("tune.pruner=asha", "tune.pruner='asha'"),
     ("tune.study=a/b", "tune.study='a/b'"),
+    ("tune.stale_after_s=2", "tune.stale_after_s=2 must be an integer >= 4"),
+    ("tune.workers=1.5", "tune.workers=1.5 must be an integer >= 1"),
     ("trial={storage:x,study:y,number:0,metric:val/acc,pruner:none,startup_trials:0,warmup_epochs:0}",
      "trial= is set by lit_vision.tune"),
 ])
@@ -208,3 +217,12 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_rerun_completes_the_
     assert [(t.number, t.state) for t in trials] == [(0, TrialState.FAIL), (1, TrialState.COMPLETE),
                                                      (2, TrialState.COMPLETE)]
     assert "1 fail" in (tune_dir / "summary.md").read_text()
+
+
+def test_without_a_search_space_nothing_is_written_and_one_line_says_what_to_pick(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "lit_vision.tune", f"paths.log_dir={tmp_path / 'outputs'}"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "config error: tune.study is not set: pick a search space with hparams_search=<one of" in result.stderr
+    assert "fashion_optuna" in result.stderr and "interpolation" not in result.stderr
+    assert not (tmp_path / "outputs").exists()  # before: outputs/tune/None/ with its .hydra/ and tune.log

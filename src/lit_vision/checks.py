@@ -4,6 +4,7 @@ that are also used without Hydra (data module, classifier). Each raises :class:`
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -13,6 +14,38 @@ import numpy as np
 from lit_vision.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def integer(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{key}={value!r} must be an integer; set it with {key}=<value>")
+    return int(value)
+
+
+def int_at_least(value: Any, key: str, minimum: int) -> int:
+    if integer(value, key) < minimum:
+        raise ConfigError(f"{key}={value!r} must be an integer >= {minimum}; set it with {key}=<value>")
+    return int(value)
+
+
+def number(value: Any, key: str) -> float:
+    """Any finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r} must be a number; set it with {key}=<value>")
+    return value
+
+
+def one_of(value: Any, key: str, allowed: Sequence[Any]) -> Any:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {list(allowed)}")
+    return value
+
+
+def folder_name(value: Any, key: str, example: str) -> str:
+    """A name that is also a folder's name: letters, digits, ``_``, ``.`` and ``-``."""
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.\-]+", value) or value in (".", ".."):
+        raise ConfigError(f"{key}={value!r} must be a name (letters, digits, _ . -), e.g. {key}={example}")
+    return value
 
 
 def positive_int(value: Any, key: str) -> int:

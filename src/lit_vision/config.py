@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_vision.checks import (
     devices_value,
     flag,
+    folder_name,
     fraction_list,
     non_negative_int,
     non_negative_number,
@@ -30,9 +31,21 @@ from lit_vision.runs.paths import project_root
 CONF_DIR = Path(str(files("lit_vision") / "conf"))
 
 
+def study_folder(study: Any) -> str:
+    """``tune.study`` as the folder of its study (``hydra.run.dir`` of ``lit_vision.tune``): resolved when Hydra
+    makes that folder, so a missing or bad name is refused before anything is written."""
+    if study is None:
+        spaces = sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml"))
+        raise ConfigError(f"tune.study is not set: pick a search space with hparams_search=<one of {spaces}> (it "
+                          "names its study), or write your own tune.space with tune.study=<name>")
+    return folder_name(study, "tune.study", "fashion_lr")
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(project_root()))
+    if not OmegaConf.has_resolver("study_folder"):  # tune's hydra.run.dir, checked before Hydra creates it
+        OmegaConf.register_new_resolver("study_folder", study_folder)
     if not OmegaConf.has_resolver("resume_or"):  # hydra.run.dir: the resumed run's folder, else a new one
         OmegaConf.register_new_resolver("resume_or", lambda resume, default: str(resume) if resume else default)
 

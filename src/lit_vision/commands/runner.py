@@ -124,6 +124,14 @@ def culprit(args: list[str]) -> str:
     return ""
 
 
+def raised_by_us(exc: BaseException) -> LitVisionError | None:
+    """The lit_vision error behind ``exc``: OmegaConf wraps what a resolver raises (twice, with the config's node)."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, LitVisionError):
+        seen = seen.__cause__ or seen.__context__
+    return seen
+
+
 def hydra_command(config_name: str, run: RunFn, check: CheckFn | None = None) -> Callable[[], Any]:
     """The ``main()`` of a command: Hydra composes ``conf/<config_name>.yaml`` and :func:`execute` runs it;
     ``check(cfg)`` checks the command's own keys before any data is read."""
@@ -149,7 +157,9 @@ def hydra_command(config_name: str, run: RunFn, check: CheckFn | None = None) ->
         except (HydraException, OmegaConfBaseException, ValueError) as exc:
             if started and not isinstance(exc, (HydraException, OmegaConfBaseException)):
                 raise  # a ValueError from inside the job is a bug, not a command-line mistake
-            print(f"config error: {culprit(sys.argv[1:])}{exc}\nSee the options with --help.", file=sys.stderr)
+            ours = raised_by_us(exc)  # a resolver's check (e.g. tune's study folder): its own one line
+            message = str(ours) if ours is not None else f"{culprit(sys.argv[1:])}{exc}"
+            print(f"config error: {message}\nSee the options with --help.", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
         finally:
             if previous is None:

@@ -27,6 +27,7 @@ from optuna.distributions import (
     distribution_to_json,
 )
 
+from lit_vision.checks import flag, integer, number, positive_int, positive_number
 from lit_vision.errors import ConfigError
 
 ENTRY_KEYS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
@@ -45,12 +46,6 @@ class Param:
         return all(sampled.get(k) in values for k, values in self.when.items())
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}={value!r} must be a number")
-    return value
-
-
 def parse_param(key: str, entry: Any) -> Param:
     where = f"tune.space.{key}"
     if not isinstance(entry, Mapping) or entry.get("type") not in ENTRY_KEYS:
@@ -66,8 +61,9 @@ def parse_param(key: str, entry: Any) -> Param:
         if not isinstance(choices, (list, tuple)) or not choices:
             raise ConfigError(f"{where}.choices={choices!r} must be a non-empty list")
         return Param(key, CategoricalDistribution([_hashable(c) for c in choices]), when)
-    low, high = _number(entry.get("low"), f"{where}.low"), _number(entry.get("high"), f"{where}.high")
-    log, step = bool(entry.get("log", False)), entry.get("step")
+    numeric = integer if kind == "int" else number
+    low, high = numeric(entry.get("low"), f"{where}.low"), numeric(entry.get("high"), f"{where}.high")
+    log, step = flag(entry.get("log", False), f"{where}.log"), entry.get("step")
     if not low < high:
         raise ConfigError(f"{where}: the range [{low}, {high}] is empty; set low < high")
     if log and low <= 0:
@@ -75,12 +71,10 @@ def parse_param(key: str, entry: Any) -> Param:
     if log and step is not None:
         raise ConfigError(f"{where}: log and step cannot be combined; drop one")
     if kind == "int":
-        if not all(isinstance(v, int) for v in (low, high)) or (step is not None and
-                                                                 (not isinstance(step, int) or step < 1)):
-            raise ConfigError(f"{where}: an int entry needs integer low/high and an integer step >= 1")
-        return Param(key, IntDistribution(int(low), int(high), log=log, step=int(step or 1)), when)
-    if step is not None and _number(step, f"{where}.step") <= 0:
-        raise ConfigError(f"{where}.step={step}: must be > 0")
+        step = 1 if step is None else positive_int(step, f"{where}.step")
+        return Param(key, IntDistribution(int(low), int(high), log=log, step=step), when)
+    if step is not None:
+        positive_number(step, f"{where}.step")
     return Param(key, FloatDistribution(float(low), float(high), log=log, step=step), when)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from lit_vision.checks import folder_name, int_at_least, non_negative_int, one_of, positive_int
 from lit_vision.errors import ConfigError, LitVisionError
 from lit_vision.runs.records import RunDir
 from lit_vision.tuning.pruning import PRUNERS, make_pruner
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "random")
 DIRECTIONS = ("maximize", "minimize")
+#: the study name error messages suggest
+STUDY_EXAMPLE = "fashion_lr"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 TAKEN = (*FINISHED, TrialState.RUNNING)
 SPACE_ATTR = "lit_vision_space"
@@ -64,26 +67,16 @@ class TuneSettings:
 
     @classmethod
     def from_config(cls, tune: Mapping[str, Any], tune_dir: Path, metric: str, seed: int) -> TuneSettings:
-        def positive(key: str, minimum: int = 1) -> int:
-            value = tune.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"tune.{key}={value!r} must be an integer >= {minimum}")
-            return value
-
-        def one_of(key: str, allowed: Sequence[str]) -> str:
-            if tune.get(key) not in allowed:
-                raise ConfigError(f"tune.{key}={tune.get(key)!r} is not one of {list(allowed)}")
-            return str(tune[key])
-
-        study = tune.get("study")
-        if not isinstance(study, str) or not re.fullmatch(r"[\w.\-]+", study):
-            raise ConfigError(f"tune.study={study!r} must be a name (letters, digits, _ . -), e.g. "
-                              "tune.study=fashion_lr")
+        study = folder_name(tune.get("study"), "tune.study", STUDY_EXAMPLE)
         storage = tune.get("storage") or f"sqlite:///{tune_dir / 'optuna.db'}"
-        return cls(study=study, storage=str(storage), n_trials=positive("n_trials"), workers=positive("workers"),
-                   pruner=one_of("pruner", PRUNERS), sampler=one_of("sampler", SAMPLERS),
-                   direction=one_of("direction", DIRECTIONS), startup_trials=positive("startup_trials", 0),
-                   warmup_epochs=positive("warmup_epochs", 0), stale_after_s=positive("stale_after_s", 4),
+        return cls(study=study, storage=str(storage), n_trials=positive_int(tune.get("n_trials"), "tune.n_trials"),
+                   workers=positive_int(tune.get("workers"), "tune.workers"),
+                   pruner=one_of(tune.get("pruner"), "tune.pruner", PRUNERS),
+                   sampler=one_of(tune.get("sampler"), "tune.sampler", SAMPLERS),
+                   direction=one_of(tune.get("direction"), "tune.direction", DIRECTIONS),
+                   startup_trials=non_negative_int(tune.get("startup_trials"), "tune.startup_trials"),
+                   warmup_epochs=non_negative_int(tune.get("warmup_epochs"), "tune.warmup_epochs"),
+                   stale_after_s=int_at_least(tune.get("stale_after_s"), "tune.stale_after_s", 4),
                    seed=seed, metric=metric)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
