@@ -51,13 +51,21 @@ def test_sweep_jobs_share_one_parent_and_a_failed_job_shows(tmp_path):
     pytest.importorskip("mlflow", reason="logger=mlflow needs the mlflow extra (pip install '.[mlflow]')")
     from test_sweeps import TINY, cli
 
+    from lit_vision.data.synthetic import write_image_folder
+
+    good, empty = tmp_path / "pets", tmp_path / "empty"
+    for split, seed in (("train", 0), ("test", 1)):
+        write_image_folder(good / split, ["cat", "dog"], 8, size=8, seed=seed)
+    empty.mkdir()
     sweep = tmp_path / "sweep"
-    # job 0 trains; job 1 fails its config check (negative lr) before any trainer exists
-    proc = cli("-m", "logger=mlflow", *TINY, "model.optimizer.lr=0.01,-1", f"hydra.sweep.dir={sweep}",
-               f"paths.log_dir={tmp_path / 'outputs'}")
+    # jobs (the last override varies fastest): 0 trains; 2 starts and fails reading its data (an empty folder);
+    # 1 and 3 are refused up front (a negative lr), so they make no MLflow run
+    tiny = [o for o in TINY if not o.startswith("data=")] + ["data=image_folder", "data.batch_size=4"]
+    proc = cli("-m", "logger=mlflow", *tiny, f"data.root={good},{empty}", "model.optimizer.lr=0.01,-1",
+               f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp_path / 'outputs'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     client, ok_id = mlflow_client(sweep / "0")
-    _, failed_id = mlflow_client(sweep / "1")
+    _, failed_id = mlflow_client(sweep / "2")
     ok, failed = client.get_run(ok_id), client.get_run(failed_id)
     parent_id = ok.data.tags["mlflow.parentRunId"]
     assert failed.data.tags["mlflow.parentRunId"] == parent_id != ok_id
@@ -65,10 +73,30 @@ def test_sweep_jobs_share_one_parent_and_a_failed_job_shows(tmp_path):
     assert parent.data.tags["lit_vision.sweep_dir"] == str(sweep.resolve())
     assert parent.info.run_name == "sweep sweep"
     assert ok.info.status == "FINISHED" and failed.info.status == "FAILED"
-    assert failed.data.tags["lit_vision.error"].startswith("ConfigError: model.optimizer.lr=-1")
-    assert ok.info.run_name == "0: model.optimizer.lr=0.01"  # the job number and its swept value
+    assert failed.data.tags["lit_vision.error"].startswith("DataNotFoundError")
+    assert ok.info.run_name.startswith("0: ") and "model.optimizer.lr=0.01" in ok.info.run_name
     assert "config.yaml" in {Path(a.path).name for a in client.list_artifacts(ok_id, "config")}
     assert "error.txt" in {a.path for a in client.list_artifacts(failed_id)}
+    runs = client.search_runs([ok.info.experiment_id])
+    assert {r.info.run_id for r in runs} == {parent_id, ok_id, failed_id}  # nothing for the refused jobs
+    for job in ("1", "3"):
+        error = json.loads((sweep / job / "error.json").read_text())
+        assert error["type"] == "ConfigError" and "model.optimizer.lr=-1" in error["message"]
+        assert not (sweep / job / RUN_FILE).exists()
+
+
+def test_a_config_refused_up_front_makes_no_mlflow_run(make_cfg):
+    mlflow = pytest.importorskip("mlflow", reason="logger=mlflow needs the mlflow extra (pip install '.[mlflow]')")
+    from lit_vision.commands.runner import execute
+    from lit_vision.commands.train import run
+
+    cfg = make_cfg("logger=mlflow", "model.optimizer.lr=-1", *QUIET)
+    with pytest.raises(SystemExit) as exit_info:
+        execute(run, cfg)
+    assert exit_info.value.code == 2
+    store = Path(cfg.paths.log_dir) / "mlflow.db"
+    runs = mlflow.MlflowClient(f"sqlite:///{store}").search_runs(["0"]) if store.exists() else []
+    assert runs == [] and not (Path(cfg.paths.output_dir) / RUN_FILE).exists()
 
 
 def test_missing_mlflow_is_a_config_error_naming_the_extra(make_cfg, monkeypatch):

@@ -8,6 +8,8 @@ its metrics record. The runner gives them all the same behaviour:
   one message naming the culprit and the fix, with exit code 2 for config errors and 1 for the rest;
 * inside a multirun a failing job writes ``<job dir>/error.json`` and returns NaN, so the sweep goes on and its
   summary lists the failure;
+* with ``logger=mlflow`` a job that fails once it has started is a FAILED MLflow run; a config refused up front
+  started nothing and makes no MLflow run;
 * the value of ``optimized_metric`` from the record is returned to Hydra sweepers.
 """
 
@@ -87,15 +89,18 @@ def execute(run: RunFn, cfg: DictConfig, check: CheckFn | None = None) -> float 
     """Validate (the shared keys, then the command's own with ``check``), seed and run one job; handle its failure
     as described in the module docstring. A command without a ``seed`` key (reproduce: it only launches runs, each
     with its own seed) is not seeded, so it never imports Lightning."""
+    started = False
     try:
         validate_config(cfg)
         if check is not None:
             check(cfg)
+        started = True
         if "seed" in cfg:
             seed(cfg.seed)
         record = run(cfg) or {}
     except Exception as exc:
-        record_tracked_failure(cfg, exc)
+        if started:  # a config refused up front ran nothing: no tracked run for it
+            record_tracked_failure(cfg, exc)
         if in_multirun():
             return record_failure(Path(cfg.paths.output_dir), exc)
         if isinstance(exc, LitVisionError):
