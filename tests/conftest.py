@@ -190,6 +190,10 @@ def onnx_model(cli_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export(cli_run, tmp_path_factory.mktemp("serve") / "pets.onnx")["path"]
 
 
+#: the test service's 408 timeout: short, so the test of it waits little
+SERVER_REQUEST_TIMEOUT_S = 1.0
+
+
 @pytest.fixture(scope="module")
 def server(onnx_model: Path) -> Iterator[str]:
     """The service on the exported pets model, in a thread on a free loopback port (one per test module): its URL."""
@@ -201,9 +205,8 @@ def server(onnx_model: Path) -> Iterator[str]:
     from serve_client import free_port
 
     port = free_port()
-    config = uvicorn.Config(serving.create_app(serving.load_model(onnx_model)), host="127.0.0.1", port=port,
-                            log_level="warning")
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(serving.uvicorn_config(serving.load_model(onnx_model), "127.0.0.1", port,
+                                                request_timeout=SERVER_REQUEST_TIMEOUT_S))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -75,6 +75,50 @@ def test_requests_that_are_not_image_uploads_are_refused(server: str, monkeypatc
     assert request(server + "/health")[0] == 200
 
 
+def raw_exchange(url: str, sent: bytes, wait_s: float = 10.0) -> tuple[bytes, float]:
+    """Send ``sent`` on a plain socket and read until the server closes: (what came back, seconds it took)."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    start = time.monotonic()
+    with socket.create_connection((parts.hostname, parts.port), timeout=wait_s) as sock:
+        sock.sendall(sent)
+        answer = b""
+        while chunk := sock.recv(65536):  # a reset here (ConnectionResetError) fails the test
+            answer += chunk
+    return answer, time.monotonic() - start
+
+
+def json_body(answer: bytes) -> dict:
+    import json
+
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+
+def test_oversized_headers_are_answered_431_not_reset(server: str) -> None:
+    big = b"x" * (300 * 1024)
+    answer, _ = raw_exchange(server, b"POST /predict HTTP/1.1\r\nHost: t\r\nX-Big: " + big + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 ") and "byte limit" in json_body(answer)["error"]
+    assert request(server + "/health")[0] == 200
+
+
+@pytest.mark.parametrize("sent", [
+    b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    b"Content-Length: 1000\r\n\r\n--b\r\n",                   # a body shorter than its Content-Length
+    b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Le",        # headers that stop half-way
+])
+def test_a_stalled_request_is_answered_408_after_the_timeout(server: str, sent: bytes) -> None:
+    from conftest import SERVER_REQUEST_TIMEOUT_S
+
+    answer, seconds = raw_exchange(server, sent)
+    assert answer.startswith(b"HTTP/1.1 408 ") and "nothing more arrived" in json_body(answer)["error"]
+    assert SERVER_REQUEST_TIMEOUT_S <= seconds < SERVER_REQUEST_TIMEOUT_S + 5
+    status, body = predict(server, [("file", "ok.png", image_bytes())])  # the service goes on
+    assert status == 200 and "predicted" in body["results"][0]
+
+
 def test_onnx_serving_needs_no_torch(onnx_model: Path) -> None:
     code = ("import sys; from lit_vision.deploy.server import create_app, load_model; m = load_model(sys.argv[1]); "
             "import numpy as np; m.predict(np.zeros((1, 3, 16, 16), np.uint8)); print('torch' in sys.modules)")

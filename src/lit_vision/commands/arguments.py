@@ -41,6 +41,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """A duration such as ``--request-timeout``: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds (e.g. 15)")
+    return value
+
+
 def port(text: str) -> int:
     """A TCP port to listen on, 1 to 65535."""
     try:

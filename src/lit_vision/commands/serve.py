@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lit_vision.commands.arguments import ArgumentParser, host, port
+from lit_vision.commands.arguments import ArgumentParser, host, port, seconds
 
 #: the exit codes of docs/usage.md, without importing the Hydra runner (a torch-free serving install has no Hydra):
 #: 2 for a usage or config mistake (argparse's own errors too), 1 for anything else (a missing or damaged file)
@@ -36,6 +36,8 @@ def load_or_exit(spec: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from lit_vision.deploy.http_protocol import REQUEST_TIMEOUT_S
+
     ap = ArgumentParser(prog="python -m lit_vision.serve", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", metavar="MODEL",
                     help="an exported .onnx (onnxruntime), or a training run dir / .ckpt / lit_vision.xgb run dir "
@@ -43,16 +45,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--host", type=host, default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     ap.add_argument("--port", type=port, default=8000, help="port, 1 to 65535 (default 8000)")
+    ap.add_argument("--request-timeout", type=seconds, default=REQUEST_TIMEOUT_S, metavar="SECONDS",
+                    help="answer 408 and close a request that is incomplete with nothing more arriving for this "
+                         f"long (default {REQUEST_TIMEOUT_S:g})")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     model = load_or_exit(args.model)
 
     import uvicorn
 
-    from lit_vision.deploy.server import create_app
+    from lit_vision.deploy.server import uvicorn_config
 
     print(f"serving {model.name} ({model.backend}; classes {model.class_names}) on http://{args.host}:{args.port}/",
           flush=True)
-    uvicorn.run(create_app(model), host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(uvicorn_config(model, args.host, args.port, args.request_timeout)).run()
 
 
 if __name__ == "__main__":

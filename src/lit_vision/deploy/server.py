@@ -17,7 +17,7 @@ import numpy as np
 from lit_vision.deploy.loader import load_model
 from lit_vision.deploy.model import DeployedModel, ModelLoadError
 
-__all__ = ["MAX_BODY_BYTES", "MAX_FILES", "ModelLoadError", "create_app", "load_model"]
+__all__ = ["MAX_BODY_BYTES", "MAX_FILES", "ModelLoadError", "create_app", "load_model", "uvicorn_config"]
 
 #: request limits: a body over MAX_BODY_BYTES is refused with 413 before it is read; at most MAX_FILES per request
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -88,6 +88,17 @@ def create_app(model: DeployedModel) -> Any:
         return JSONResponse({"model": model.name, "results": entries}, status_code=status)
 
     return app
+
+
+def uvicorn_config(model: DeployedModel, host: str, port: int, request_timeout: float | None = None) -> Any:
+    """The service's uvicorn configuration: the app on uvicorn's h11 protocol with the 431 and 408 answers of
+    :mod:`lit_vision.deploy.http_protocol` (``request_timeout`` seconds; None: its default)."""
+    import uvicorn
+
+    from lit_vision.deploy.http_protocol import guarded_protocol
+
+    return uvicorn.Config(create_app(model), host=host, port=port, log_level="warning",
+                          http=guarded_protocol(request_timeout))
 
 
 PAGE = """<!doctype html>
