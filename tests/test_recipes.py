@@ -163,7 +163,7 @@ def test_nesterov_sgd_and_gradient_clipping_reach_the_optimizer(make_cfg, monkey
 # --- EMA -----------------------------------------------------------------------------------------------------
 def test_ema_weights_are_what_the_checkpoint_and_the_test_use(make_cfg) -> None:
     cfg = make_cfg(*QUIET, "trainer.max_epochs=2", "model.ema_decay=0.9")
-    assert any(type(cb).__name__ == "EMAWeights" for cb in build_trainer(cfg).callbacks)
+    assert any(type(cb).__name__ == "EMAWeights" for cb in build_trainer(cfg, []).callbacks)
     record = run(cfg)
     ckpt = read_checkpoint(record["best_checkpoint"])
     averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
@@ -179,7 +179,7 @@ def test_ema_weights_are_what_the_checkpoint_and_the_test_use(make_cfg) -> None:
 
 def test_ema_decay_is_checked(make_cfg) -> None:
     with pytest.raises(ConfigError, match="model.ema_decay"):
-        build_trainer(make_cfg("model.ema_decay=1.5"))
+        build_trainer(make_cfg("model.ema_decay=1.5"), [])
 
 
 # --- whitening stem ------------------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def test_fitting_with_an_unfitted_whitening_stem_is_refused(make_cfg) -> None:
     model = build_classifier(cfg.model, dm)
     model.net.features[0].fitted.fill_(False)  # as a classifier built without build_classifier
     with pytest.raises(LitVisionError, match="whitening stem"):
-        build_trainer(cfg).fit(model, datamodule=dm)
+        build_trainer(cfg, []).fit(model, datamodule=dm)
 
 
 @pytest.mark.parametrize("model", ["airbench", "airbench94"])
@@ -360,7 +360,7 @@ def test_lookahead_pulls_the_net_to_its_average_and_checkpoints_it(make_cfg) -> 
     from lit_vision.training.lookahead import Lookahead
 
     cfg = make_cfg(*QUIET, "trainer.max_epochs=2", "model.lookahead={every: 1, start_epoch: 0, power: 0}")
-    (lookahead,) = [cb for cb in build_trainer(cfg).callbacks if isinstance(cb, Lookahead)]
+    (lookahead,) = [cb for cb in build_trainer(cfg, []).callbacks if isinstance(cb, Lookahead)]
     assert (lookahead.every, lookahead.decay, lookahead.start_epoch) == (1, 0.95, 0)  # missing keys: airbench's
     record = run(cfg)
     ckpt = read_checkpoint(record["last_checkpoint"] if "last_checkpoint" in record else record["best_checkpoint"])
@@ -390,7 +390,7 @@ def test_lookahead_update_is_a_lerp_towards_the_net() -> None:
                                           ("{power: -1}", "model.lookahead.power"), ("5", "lookahead")])
 def test_lookahead_settings_are_checked(make_cfg, setting: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        build_trainer(make_cfg(f"model.lookahead={setting}"))
+        build_trainer(make_cfg(f"model.lookahead={setting}"), [])
 
 
 def test_ema_weights_average_as_lightnings_ema_does_without_reading_its_count() -> None:

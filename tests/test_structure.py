@@ -100,6 +100,29 @@ def test_every_command_has_a_module_in_commands_and_every_module_there_is_a_comm
     assert all(line and "\n" not in line for line in LISTED.values())  # one line each in `lit-vision --help`
 
 
+#: the library's layers, lowest first: a module may import its own layer and the layers below it, never one above
+#: (the commands, the config check and the CLI sit above them all)
+LAYERS = (("errors", "checks", "imaging"), ("data",), ("models",), ("training",), ("runs",), ("tuning",),
+          ("reproduction",), ("deploy",), ("auditing",))
+
+
+def layer_of(module: str) -> int | None:
+    part = module.split(".")[1] if module.count(".") >= 1 else None
+    return next((i for i, names in enumerate(LAYERS) if part in names), None)
+
+
+def test_no_library_module_imports_a_layer_above_its_own() -> None:
+    upward = sorted((m, d) for m, deps in import_graph().items() for d in deps
+                    if layer_of(m) is not None and layer_of(d) is not None and layer_of(d) > layer_of(m))
+    assert upward == []
+
+
+def test_every_library_package_has_a_layer() -> None:
+    parts = {m.split(".")[1] for m in import_graph() if m.count(".") >= 1}
+    above = {"commands", "config", "cli", "__main__"}
+    assert parts - above == {name for names in LAYERS for name in names}
+
+
 def test_few_modules_sit_directly_under_the_package() -> None:
     top = sorted(p.name for p in PACKAGE_DIR.glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL, f"{len(top)} modules directly under src/lit_vision/: {top}"

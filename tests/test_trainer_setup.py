@@ -31,7 +31,7 @@ def test_ddp_on_cpu_uses_gloo_without_sync_batchnorm(make_cfg, caplog) -> None:
     cfg = make_cfg("trainer=ddp", "accelerator=cpu", "trainer.devices=2", *FAST)
     assert cfg.trainer.sync_batchnorm is True  # the config asks for it; on CPU the builder switches it off
     with caplog.at_level(logging.INFO, logger="lit_vision"):
-        trainer = build_trainer(cfg)
+        trainer = build_trainer(cfg, instantiate_group(cfg.get("logger")))
     assert isinstance(trainer.strategy, DDPStrategy)
     assert trainer.strategy._get_process_group_backend() == "gloo"
     assert trainer.strategy._layer_sync is None  # no SyncBatchNorm conversion
@@ -42,7 +42,8 @@ def test_ddp_on_cpu_uses_gloo_without_sync_batchnorm(make_cfg, caplog) -> None:
 
 def test_ddp_cpu_alias_builds_the_same_trainer_quietly(make_cfg, caplog) -> None:
     with caplog.at_level(logging.INFO, logger="lit_vision"):
-        trainer = build_trainer(make_cfg("trainer=ddp_cpu", "accelerator=cpu", *FAST))
+        cfg = make_cfg("trainer=ddp_cpu", "accelerator=cpu", *FAST)
+        trainer = build_trainer(cfg, instantiate_group(cfg.get("logger")))
     assert isinstance(trainer.strategy, DDPStrategy)
     assert trainer.strategy._get_process_group_backend() == "gloo"
     assert trainer.strategy._layer_sync is None
@@ -76,7 +77,8 @@ def test_ddp_with_batchnorm_fits_in_a_cpu_process(make_cfg) -> None:
 @pytest.mark.parametrize("override", ["~logger", "logger=[]", "logger=none"])
 def test_without_logger_the_lr_monitor_is_left_out(make_cfg, caplog, override: str) -> None:
     with caplog.at_level(logging.INFO, logger="lit_vision"):
-        trainer = build_trainer(make_cfg(override, *FAST))
+        cfg = make_cfg(override, *FAST)
+        trainer = build_trainer(cfg, instantiate_group(cfg.get("logger")))
     assert trainer.loggers == []
     assert not any(isinstance(cb, LearningRateMonitor) for cb in trainer.callbacks)
     [record] = messages(caplog, LR_MONITOR_OUT)
@@ -85,7 +87,8 @@ def test_without_logger_the_lr_monitor_is_left_out(make_cfg, caplog, override: s
 
 def test_with_a_logger_the_lr_monitor_stays(make_cfg, caplog) -> None:
     with caplog.at_level(logging.INFO, logger="lit_vision"):
-        trainer = build_trainer(make_cfg("accelerator=cpu"))  # not fast_dev_run: it swaps loggers for a dummy
+        cfg = make_cfg("accelerator=cpu")  # not fast_dev_run: it swaps loggers for a dummy
+        trainer = build_trainer(cfg, instantiate_group(cfg.get("logger")))
     assert [type(lg) for lg in trainer.loggers] == [RunDirCSVLogger]
     assert sum(isinstance(cb, LearningRateMonitor) for cb in trainer.callbacks) == 1
     assert messages(caplog, LR_MONITOR_OUT) == []
@@ -116,11 +119,11 @@ def test_summary_rows_are_the_nets_layers_only(make_cfg) -> None:
 
 
 def test_trainer_has_one_summary_and_lightning_adds_none(make_cfg) -> None:
-    trainer = build_trainer(make_cfg("accelerator=cpu"))
+    trainer = build_trainer(make_cfg("accelerator=cpu"), [])
     summaries = [cb for cb in trainer.callbacks if isinstance(cb, ModelSummary)]
     assert [type(cb) for cb in summaries] == [NetSummary]
     # ~callbacks.model_summary means no summary at all (Lightning would otherwise add its own, metrics and all)
-    trainer = build_trainer(make_cfg("accelerator=cpu", "~callbacks.model_summary"))
+    trainer = build_trainer(make_cfg("accelerator=cpu", "~callbacks.model_summary"), [])
     assert not any(isinstance(cb, ModelSummary) for cb in trainer.callbacks)
 
 

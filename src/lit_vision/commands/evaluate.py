@@ -34,7 +34,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if dm.class_names != model.class_names:
         raise ConfigError(f"data={dm.name} has classes {dm.class_names} but checkpoint {cfg.ckpt_path} was trained on "
                           f"{model.class_names}; pass the data config the run used (see its .hydra/config.yaml)")
-    trainer = build_trainer(cfg, devices=1, logger=False, callbacks=[], enable_checkpointing=False)
+    trainer = build_trainer(cfg, [], devices=1, callbacks=[], enable_checkpointing=False)
     scalars: dict[str, Any] = {}
     trainer.validate(model, datamodule=dm, verbose=False)
     scalars |= dict(trainer.callback_metrics)

@@ -16,7 +16,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.commands.runner import hydra_command
 from lit_vision.data.datamodule import VisionDataModule
@@ -26,7 +26,7 @@ from lit_vision.deploy.operating_point import UnreachableGoalError, choose_thres
 from lit_vision.runs import reporting, tracking
 from lit_vision.runs.records import RunDir
 from lit_vision.training import hardware
-from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer
+from lit_vision.training.builders import build_classifier, build_datamodule, build_trainer, instantiate_group
 from lit_vision.training.callbacks import EpochTimer, RunDirCSVLogger
 from lit_vision.training.checkpoints import check_resume_checkpoint, resolve_ckpt_path, resume_run_dir
 from lit_vision.training.classifier import ImageClassifier
@@ -40,6 +40,22 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
     cb = trainer.checkpoint_callback
     path = getattr(cb, "best_model_path", "") if cb is not None else ""
     return path or None
+
+
+def tracked_loggers(cfg: DictConfig) -> list[Any]:
+    """The ``logger`` group: an MLflow server that is down is left out with one warning, and an MLflow run gets the
+    resolved config as its parameters (:mod:`lit_vision.runs.tracking`)."""
+    loggers = tracking.reachable(instantiate_group(cfg.get("logger")))
+    for logger in tracking.mlflow_loggers(loggers):
+        logger.attach_config(cfg)
+    return loggers
+
+
+def trial_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """A ``lit_vision.tune`` trial (``trial=`` set by tune): report each epoch's metric, stop when pruned."""
+    if cfg.get("trial") is None:
+        return []
+    return [TrialReporter(OmegaConf.to_container(cfg.trial, resolve=True))]  # type: ignore[arg-type]
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -58,7 +74,7 @@ def fit(cfg: DictConfig, dm: VisionDataModule, out: Path) -> tuple[ImageClassifi
     model.set_steps_per_execution(cfg.steps_per_execution, dm.batch_size)
     if ckpt_path:
         check_resume_checkpoint(ckpt_path, model)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, tracked_loggers(cfg), trial_callbacks(cfg))
     for logger in trainer.loggers if ckpt_path else []:
         if isinstance(logger, RunDirCSVLogger):  # a resumed run keeps the epochs it already logged
             logger.keep_existing = True

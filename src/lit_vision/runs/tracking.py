@@ -142,8 +142,8 @@ def swept_overrides(job_overrides: list[str], sweep: Path) -> list[str]:
 class MLflowRunLogger(MLFlowLogger):
     """Lightning's MLflow logger with the config as parameters, run-dir tags and sweep parents (module docs).
 
-    ``conf/logger/mlflow.yaml`` builds it; :func:`lit_vision.training.builders.build_trainer` hands it the
-    run's config (:meth:`attach_config`)."""
+    ``conf/logger/mlflow.yaml`` builds it; the training command (``commands/train.py``, ``tracked_loggers``) hands
+    it the run's config (:meth:`attach_config`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         require_mlflow()

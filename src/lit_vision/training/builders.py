@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.errors import ConfigError
 from lit_vision.models.registry import canonical_spec, net_class
 from lit_vision.models.whitening import unfitted_stems
-from lit_vision.runs.tracking import mlflow_loggers, reachable
 from lit_vision.training.callbacks import quiet_known_noise
 from lit_vision.training.classifier import ImageClassifier, num_outputs_for
 from lit_vision.training.distributed import device_overrides
 from lit_vision.training.ema import EMAWeights
 from lit_vision.training.lookahead import lookahead_from_config
 from lit_vision.training.requeue import DeferredRequeue
-from lit_vision.tuning.pruning import TrialReporter
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +134,18 @@ def weight_averaging(cfg: DictConfig) -> list[L.Callback]:
     return [*averaging, EMAWeights(decay=float(decay))]
 
 
-def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
-    """The fit trainer: ``cfg.trainer`` with the ``callbacks`` and ``logger`` groups, fitted to its devices
+def build_trainer(cfg: DictConfig, loggers: Sequence[Logger], extra_callbacks: Sequence[L.Callback] = (),
+                  **overrides: Any) -> L.Trainer:
+    """The fit trainer: ``cfg.trainer`` with the ``callbacks`` group, weight averaging and the requeue callback, plus
+    the given ``loggers`` and ``extra_callbacks`` (what the training command assembles from the layers above this one: the
+    tracked loggers, a tune trial's reporter), fitted to its devices
     (:func:`~lit_vision.training.distributed.device_overrides`); ``overrides`` win over everything."""
     quiet_known_noise()
     # DeferredRequeue: under SLURM, the requeue checkpoint at a batch boundary (training/requeue.py); else inert
-    callbacks = instantiate_group(cfg.get("callbacks")) + weight_averaging(cfg) + [DeferredRequeue()]
-    if cfg.get("trial") is not None:  # a lit_vision.tune trial: report each epoch's metric, stop when pruned
-        callbacks.append(TrialReporter(OmegaConf.to_container(cfg.trial, resolve=True)))
-    loggers = reachable(instantiate_group(cfg.get("logger")))  # an MLflow server that is down: one warning
-    for logger in mlflow_loggers(loggers):
-        logger.attach_config(cfg)  # the resolved config becomes the MLflow run's parameters
-    if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
+    all_callbacks = instantiate_group(cfg.get("callbacks")) + weight_averaging(cfg) + [DeferredRequeue(), *extra_callbacks]
+    if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in all_callbacks):
         # LearningRateMonitor writes through a logger and raises on a trainer without one
         log.info("no logger configured: LearningRateMonitor left out (the learning rate is not recorded)")
-        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-    return instantiate(cfg.trainer, **{"callbacks": callbacks, "logger": loggers or False, **device_overrides(cfg),
-                                       **overrides})
+        all_callbacks = [cb for cb in all_callbacks if not isinstance(cb, LearningRateMonitor)]
+    return instantiate(cfg.trainer, **{"callbacks": all_callbacks, "logger": list(loggers) or False,
+                                       **device_overrides(cfg), **overrides})
