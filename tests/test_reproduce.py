@@ -257,7 +257,7 @@ def test_results_table_mean_std_n_references_and_checks(rows: dict[str, plan.Row
     body = text.splitlines()
     at = body.index(next(line for line in body if line.startswith("| `horse_cnn`")))
     precision, _, precision_op = ([c.strip() for c in line.strip("|").split("|")] for line in body[at + 1:at + 4])
-    assert precision[2:7] == ["precision", "0.85", "0.7899 ± 0.0748 (2)", "0.7900 ± 0.0141 (2)", "✗"]
+    assert precision[2:7] == ["precision", "0.85", "0.7899 ± 0.0748 (2)", "0.7900 ± 0.0141 (2)", "≈"]  # Keras std
     assert precision_op[2:7] == ["precision_op", "0.85", "0.7899 ± 0.0748 (2)", "0.9000 ± 0.0000 (2)", "✓"]
     assert line_of(text, "mnist_cnn")[2:6] == ["acc", "0.9914", "–", "not run"]
     assert "`horse_cnn` seed 44: exit 1 after 1 attempt(s)" in text
@@ -284,9 +284,32 @@ def test_a_float32_metric_equal_to_the_reference_reaches_it_one_step_below_does_
     """0.904 logged as float32 (0.90399998) ties the notebook's 0.904; 0.9039 is below it."""
     stored = float(as_float32(0.904))
     assert stored < 0.904
-    assert tables.beats([stored], 0.904, None) == "✓"
-    assert tables.beats([0.9039], 0.904, None) == "✗"
-    assert tables.beats([0.909], 0.904, [0.92, 0.90]) == "✗" and tables.beats([0.911], 0.904, [0.92, 0.90]) == "✓"
+    assert tables.mark([stored], 0.904, None) == "✓"
+    assert tables.mark([0.9039], 0.904, None) == "✗"  # one seed, no Keras spread: no noise to allow
+
+
+@pytest.mark.parametrize("values, notebook, keras, expected", [
+    ([0.9912, 0.9913, 0.9914], 0.9914, None, "≈"),  # mnist_cnn: 1e-4 below, 2 SE = 1.15e-4
+    ([0.9910, 0.9913, 0.9916], 0.9914, None, "≈"),
+    ([0.9911, 0.9911, 0.9911], 0.9914, None, "✗"),  # no spread of ours: any shortfall is real
+    ([0.90, 0.92, 0.94], 0.95, None, "✗"),           # 0.03 below, 2 SE = 0.0231
+    ([0.90, 0.92, 0.94], 0.94, None, "≈"),           # 0.02 below
+    ([0.90, 0.92, 0.94], 0.92, None, "✓"),
+    ([0.82], None, [0.82, 0.86], "≈"),               # the Keras rerun's spread (std 0.0283) covers 0.02
+    ([0.80], None, [0.82, 0.86], "✗"),               # ... not 0.04
+    ([0.909], 0.904, [0.92, 0.90], "≈"),             # the higher reference (Keras 0.91) is 0.001 above, its std 0.014
+    ([0.911], 0.904, [0.92, 0.90], "✓"),
+    ([0.95], None, [0.90], "✓"),                     # one Keras seed: its mean only
+    ([0.89], None, [0.90], "✗"),
+    ([], 0.9, None, ""), ([0.9], None, None, ""),    # nothing to compare
+])
+def test_the_mark_knows_the_noise_of_both_sides(values, notebook, keras, expected) -> None:
+    assert tables.mark(values, notebook, keras) == expected
+
+
+def test_the_rule_is_stated_in_both_tables_legends() -> None:
+    assert tables.RULE in tables.intro("full", Path("outputs/reproduce/full"))
+    assert tables.RULE in tables.readme_section([], {"metrics": {}, "references": {}}, "full")
 
 
 def as_float32(value: float) -> float:
@@ -323,7 +346,7 @@ def test_full_budget_writes_the_marked_blocks_quick_writes_its_out_dir_only(rows
     readme_text = readme.read_text()
     assert readme_text.startswith("# x\n\nbefore\n\n" + markers.BEGIN) and readme_text.endswith("\n\nafter\n")
     assert "old table" not in readme_text
-    assert line_of(readme_text, "mnist_cnn")[2:] == ["acc 0.9910 ± 0.0014 (n=2)", "acc 0.9914 / –", "✗", "15", "1.5"]
+    assert line_of(readme_text, "mnist_cnn")[2:] == ["acc 0.9910 ± 0.0014 (n=2)", "acc 0.9914 / –", "≈", "15", "1.5"]
     assert (out / "results.md").read_text().count("| `mnist_cnn` |") == 1
 
     results_before, readme_before = results.read_text(), readme.read_text()

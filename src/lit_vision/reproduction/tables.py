@@ -2,12 +2,13 @@
 
 Every row of the config gets its lines, run or not; the numbers come from each run's metrics record (metrics,
 epochs, training seconds) and ``reproduce.json`` (machine, CPU seconds of every attempt) — none is typed by hand.
-``lit_vision`` cells are mean ± sample std over the finished seeds, with n; the check mark says whether that mean
-is at or above the higher of the notebook's figure and the Keras rerun's mean.
+``lit_vision`` cells are mean ± sample std over the finished seeds, with n; the mark compares that mean with the
+higher of the notebook's figure and the Keras rerun's mean, knowing the noise of both (:data:`RULE`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -30,10 +31,15 @@ SEED_DIR = re.compile(r"seed(-?\d+)$")
 #: float32 rounding of a metric near 1 (its spacing there is 6e-8): closer to a reference than this is a tie
 TIE = 1e-6
 DASH = "–"
+#: the comparison every mark of the tables applies (:func:`mark`), stated in their legends
+RULE = ("✓: the mean over our seeds is at or above the higher of the notebook's figure and the Keras rerun's mean; "
+        "≈: below it by less than the noise, the larger of two standard errors of our mean (2 s / √n, n ≥ 2) and the "
+        "Keras rerun's seed std (≥ 2 seeds); ✗: below it by more. With one seed of ours and no Keras spread the noise "
+        "is unknown and counts as 0")
 QUICK_WARNING = ("> **budget=quick: a smoke test of the machinery (one epoch of a few batches), not results.** "
                  "Never quote these numbers; the real tables come from `python -m lit_vision.reproduce` "
                  "(budget=full).")
-HEADER = ["row", "notebook row", "metric", "notebook", "Keras rerun (n)", "lit_vision (n)", "≥ both", "epochs",
+HEADER = ["row", "notebook row", "metric", "notebook", "Keras rerun (n)", "lit_vision (n)", "vs both", "epochs",
           "train min", "machine", "CPU h"]
 
 
@@ -102,17 +108,30 @@ def lit_cell(values: Sequence[Any], empty: str) -> str:
     return f"{stat_cell(values)} ({len(values)})" if numbers(values) else (empty if not values else DASH)
 
 
-def beats(values: Sequence[Any], notebook: float | None, keras: Sequence[float] | None) -> str:
-    """✓ when the mean is at or above the higher of the two references, ✗ below; blank without a value or reference.
+def noise(values: Sequence[float], keras: Sequence[float]) -> float:
+    """How far below the reference a mean may fall and still be within the noise: the larger of two standard errors
+    of our mean (2 s / sqrt(n), n >= 2) and the Keras rerun's own seed spread (its sample std, >= 2 seeds)."""
+    ours = 2 * mean_std(values)[1] / math.sqrt(len(values)) if len(values) >= 2 else 0.0
+    theirs = mean_std(keras)[1] if len(keras) >= 2 else 0.0
+    return max(ours, theirs)
+
+
+def mark(values: Sequence[Any], notebook: float | None, keras: Sequence[float] | None) -> str:
+    """:data:`RULE`: ✓, ≈ or ✗ for our runs' values against the notebook's figure and the Keras rerun's values;
+    blank without a value or a reference.
 
     Metrics are logged as float32, so a validation accuracy of exactly 0.904 is stored as 0.90399998: a mean within
     float32 rounding (``TIE``) of the reference counts as reaching it."""
+    kept = numbers(keras or [])
     refs = [float(notebook)] if notebook is not None else []
-    refs += [mean_std(numbers(keras))[0]] if numbers(keras or []) else []
+    refs += [mean_std(kept)[0]] if kept else []
     nums = numbers(values)
     if not nums or not refs:
         return ""
-    return "✓" if mean_std(nums)[0] >= max(refs) - TIE else "✗"
+    shortfall = max(refs) - mean_std(nums)[0]
+    if shortfall <= TIE:
+        return "✓"
+    return "≈" if shortfall < noise(nums, kept) else "✗"
 
 
 def epochs_cell(records: Sequence[Mapping[str, Any]]) -> str:
@@ -158,7 +177,7 @@ def metric_lines(runs: RowRuns, spec: Mapping[str, Any]) -> list[list[str]]:
                       hours(runs.cpu_seconds)] if i == 0 else [""] * 4)
         lines.append([f"`{row.name}`" if i == 0 else "", ref["title"] if i == 0 else "", name,
                       DASH if notebook is None else figure(notebook), keras_cell(keras), lit_cell(values, empty),
-                      beats(values, notebook, keras), *run_cells])
+                      mark(values, notebook, keras), *run_cells])
     return lines
 
 
@@ -192,9 +211,8 @@ def intro(budget: str, out: Path) -> str:
     return (f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m lit_vision.reproduce budget={budget}` from the "
             f"runs in `{shown(out)}`; references in `conf/reproduce.yaml` (notebook: "
             "`../shared/docs/seed-reference.md`; Keras rerun on the same data: `../shared/docs/keras-reference.md`). "
-            "lit_vision: mean ± sample std over the finished seeds (n). ≥ both: the mean is at or above the higher of "
-            "the notebook's figure and the Keras rerun's mean. train min: mean training minutes per run. CPU h: "
-            "user + system hours of every attempt of the row.")
+            f"lit_vision: mean ± sample std over the finished seeds (n). vs both — {RULE}. train min: mean training "
+            "minutes per run. CPU h: user + system hours of every attempt of the row.")
 
 
 def results_section(all_runs: Sequence[RowRuns], spec: Mapping[str, Any], budget: str, out: Path) -> str:
@@ -230,7 +248,7 @@ def readme_line(runs: RowRuns, spec: Mapping[str, Any]) -> list[str]:
         notebook, keras = figures(runs.row, ref, name, ref_name)
         ours.append(f"{name} {stat_cell(values) or DASH}")
         theirs.append(f"{name} {DASH if notebook is None else figure(notebook)} / {keras_cell(keras).split(' (')[0]}")
-        marks.append(beats(values, notebook, keras) or DASH)
+        marks.append(mark(values, notebook, keras) or DASH)
     result = ", ".join(ours) + f" (n={len(records)})" if records else "not finished" if runs.unfinished else "not run"
     return [f"`{runs.row.name}`", ref["title"], result, ", ".join(theirs), " ".join(marks), epochs_cell(records),
             minutes_cell(records)]
@@ -238,10 +256,10 @@ def readme_line(runs: RowRuns, spec: Mapping[str, Any]) -> list[str]:
 
 def readme_section(all_runs: Sequence[RowRuns], spec: Mapping[str, Any], budget: str) -> str:
     check_budgets(all_runs, budget)
-    header = ["preset", "notebook row", "lit_vision test, mean ± std", "notebook / Keras rerun", "≥ both", "epochs",
+    header = ["preset", "notebook row", "lit_vision test, mean ± std", "notebook / Keras rerun", "vs both", "epochs",
               "train min"]
     lines = [readme_line(r, spec) for r in all_runs if r.row.tabled]
-    return (markdown_table(header, lines) + "\n\nGenerated by `python -m lit_vision.reproduce` "
+    return (markdown_table(header, lines) + f"\n\nvs both — {RULE}. Generated by `python -m lit_vision.reproduce` "
             f"({time.strftime('%Y-%m-%d')}); per-seed spread, machine and CPU hours in "
             "[docs/results.md](docs/results.md).\n")
 
