@@ -206,7 +206,6 @@ def test_quality_settings_from_mapping_checks_keys_and_values() -> None:
 
 
 def test_thumbnails_keep_a_retoned_copy_closer_than_any_other_image():
-    from lit_vision.auditing.duplicates import joint_features
     from lit_vision.auditing.hashing import thumbnail_features
 
     rng = np.random.default_rng(3)
@@ -216,8 +215,6 @@ def test_thumbnails_keep_a_retoned_copy_closer_than_any_other_image():
     assert feats.shape == (50, 3 * 8 * 8)
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)
     assert int(np.argmin(np.linalg.norm(feats - query, axis=1))) == 7
-    joint = joint_features(rng.normal(size=(50, 16)) * 100, feats)
-    np.testing.assert_allclose(np.linalg.norm(joint, axis=1), np.sqrt(2), rtol=1e-5)  # both halves weigh the same
 
 
 def test_a_white_digit_on_black_is_not_a_dark_image_but_a_dim_frame_is():

@@ -3,14 +3,14 @@
 Three detectors, each catching what the one before misses:
 
 * identical decoded pixels (a content hash), no model;
-* a 64-bit DCT perceptual hash within ``hash_distance`` bits, confirmed by 8x8 thumbnails closer than ``near_factor``
-  x their median nearest-neighbour distance (:func:`confirm_hash_pairs`): re-encoded, resized, slightly re-toned
-  copies, no model;
-* nearest neighbours in a trained net's L2-normalised embedding joined with an 8x8 thumbnail of the pixels
-  (:func:`joint_features`), closer than ``near_factor`` x the median nearest-neighbour distance of the same query
-  split: shifted, cropped and colour-changed copies. The threshold is relative to the data's own distances because
-  a net's embedding has no fixed scale (ciFAIR ranked pairs the same way, by distance in a CNN's normalised feature
-  space, then judged them by hand).
+* a 64-bit DCT perceptual hash within ``hash_distance`` bits, confirmed by 8x8 thumbnails closer than
+  ``thumbnail_factor`` x their median nearest-neighbour distance (:func:`confirm_hash_pairs`): re-encoded, resized,
+  slightly re-toned copies, no model;
+* nearest neighbours in a trained net's instance features (:mod:`lit_vision.auditing.features`), closer than
+  ``near_factor`` x the median nearest-neighbour distance of the same split pair: shifted, cropped and
+  colour-changed copies. The threshold is relative to the data's own distances because learned features have no
+  fixed scale (ciFAIR ranked pairs the same way, by distance in a CNN's normalised feature space, then judged them
+  by hand).
 
 A pair is reported once, as the copy to drop: the image in the later split (train < val < test) or, inside a
 split, the later row; its ``partner`` is the copy that stays. A pair found by several detectors is one finding
@@ -85,9 +85,9 @@ def find_hash_pairs(hashes: Mapping[str, SplitHashes], hash_distance: int) -> di
     return pairs
 
 
-def confirm_hash_pairs(pairs: dict[PairKey, _Pair], thumbnails: Mapping[str, np.ndarray], near_factor: float,
+def confirm_hash_pairs(pairs: dict[PairKey, _Pair], thumbnails: Mapping[str, np.ndarray], thumbnail_factor: float,
                        device: str = "cpu") -> None:
-    """Keep a perceptual-hash pair only when its thumbnails are also closer than ``near_factor`` x the median
+    """Keep a perceptual-hash pair only when its thumbnails are also closer than ``thumbnail_factor`` x the median
     nearest-neighbour thumbnail distance of its split pair. On sets of simple, similar images (digits, clothes on a
     plain ground) many different images share a hash within a few bits; copies of one shot stay close in pixels too.
     Identical pixels need no confirmation."""
@@ -97,17 +97,10 @@ def confirm_hash_pairs(pairs: dict[PairKey, _Pair], thumbnails: Mapping[str, np.
         pair = pairs[key]
         pair.thumbnail = float(np.linalg.norm(thumbnails[query][q_row] - thumbnails[reference][r_row]))
         pair.thumbnail /= max(medians[(reference, query)], 1e-12)
-        if not pair.exact and pair.thumbnail >= near_factor:
+        if not pair.exact and pair.thumbnail >= thumbnail_factor:
             del pairs[key]
         else:
             pair.methods.append(f"thumbnail {pair.thumbnail:.3f}")
-
-
-def joint_features(embedding: np.ndarray, thumbnails: np.ndarray) -> np.ndarray:
-    """The net's L2-normalised embedding and the normalised thumbnail side by side, equally weighted: what the
-    embedding search compares. The net alone places two views of one object class close; the thumbnail alone, two
-    images of one layout; a copy of one shot is close in both."""
-    return np.concatenate([_normalised(embedding), _normalised(thumbnails)], axis=1)
 
 
 def nearest_distances(embeddings: Mapping[str, np.ndarray], device: str = "cpu"

@@ -20,6 +20,7 @@ import numpy as np
 from rich.progress import track
 
 from lit_vision.auditing import duplicates, grids, models, outliers, summary
+from lit_vision.auditing.features import instance_features, whitened
 from lit_vision.auditing.findings import LABEL, Finding, write_issues
 from lit_vision.auditing.hashing import content_hashes, perceptual_hashes, thumbnail_features
 from lit_vision.auditing.label_issues import find_label_issues
@@ -167,6 +168,18 @@ class NetSteps:
                                           lambda s=split, n=name: embed(s, n))
                 for name, split in self.splits.items()}
 
+    def instance_features(self) -> dict[str, np.ndarray]:
+        """Each split's instance features (:mod:`~lit_vision.auditing.features`), kept as float16 (they are large:
+        about 6,000 values an image for airbench)."""
+        def compute(split: AuditSplit, name: str) -> np.ndarray:
+            return np.concatenate(chunked(lambda x: instance_features(self.model, x, self.settings.batch_size,
+                                                                      self.device).astype(np.float16),
+                                          split.images, f"instance features {name}"))
+
+        return {name: models.cached_array(self.cache / f"instance_features_{name}.npy",
+                                          lambda s=split, n=name: compute(s, n))
+                for name, split in self.splits.items()}
+
     def probabilities(self, model: Any, images: Any, what: str) -> np.ndarray:
         from lit_vision.deploy.checkpoint_backend import probabilities
 
@@ -235,14 +248,14 @@ def run_audit(splits: Mapping[str, AuditSplit], class_names: Sequence[str], sett
     pairs: dict = {}
     items = {name: split.items for name, split in splits.items()}
     thumbnails: dict[str, np.ndarray] = {}
-    if settings.wants("duplicates") or settings.wants("near_duplicates"):
+    if settings.wants("duplicates"):
         with clock.step("thumbnails"):
             thumbnails = {name: np.concatenate(chunked(thumbnail_features, split.images, f"thumbnails {name}"))
                           for name, split in splits.items()}
     if settings.wants("duplicates"):
         with clock.step("duplicates (pixels, perceptual hash)"):
             pairs = duplicates.find_hash_pairs(split_hashes(splits), settings.hash_distance)
-            duplicates.confirm_hash_pairs(pairs, thumbnails, settings.near_factor, device)
+            duplicates.confirm_hash_pairs(pairs, thumbnails, settings.thumbnail_factor, device)
     if settings.wants("quality"):
         with clock.step("unusable images"):
             found += quality_findings(splits, QualitySettings.from_mapping(dict(settings.quality)))
@@ -250,19 +263,19 @@ def run_audit(splits: Mapping[str, AuditSplit], class_names: Sequence[str], sett
     if settings.needs_model:
         with clock.step("the audit's net (trained on the training split)"):
             nets.model  # noqa: B018 — trains or loads it, timed on its own
-    if settings.wants("near_duplicates") or settings.wants("outliers"):
+    if settings.wants("near_duplicates"):
+        with clock.step("instance features"):
+            features = whitened(nets.instance_features())
+        with clock.step("near-duplicates (instance features)"):
+            neighbours = duplicates.nearest_distances(features, device)
+            duplicates.add_embedding_pairs(pairs, neighbours, features, settings.near_factor)
+    if settings.wants("outliers"):
         with clock.step("embeddings"):
             embedded = nets.embeddings()
-        if settings.wants("near_duplicates"):
-            with clock.step("near-duplicates (embedding and thumbnails)"):
-                joint = {name: duplicates.joint_features(embedded[name], thumbnails[name]) for name in splits}
-                neighbours = duplicates.nearest_distances(joint, device)
-                duplicates.add_embedding_pairs(pairs, neighbours, joint, settings.near_factor)
-        if settings.wants("outliers"):
-            with clock.step("outliers"):
-                scores = outliers.outlier_scores(embedded, settings.neighbours, device)
-                found += outliers.find_outliers(scores, items, {n: s.labels for n, s in splits.items()},
-                                                class_names, settings.outlier_factor)
+        with clock.step("outliers"):
+            scores = outliers.outlier_scores(embedded, settings.neighbours, device)
+            found += outliers.find_outliers(scores, items, {n: s.labels for n, s in splits.items()},
+                                            class_names, settings.outlier_factor)
     found += duplicates.to_findings(pairs, items)
     if settings.wants("label_issues"):
         for name, split in splits.items():

@@ -19,8 +19,10 @@ MODEL_CHECKS = ("near_duplicates", "outliers", "label_issues")
 class AuditSettings:
     """checks: which of :data:`CHECKS` to run. folds: cross-validation folds for the training split's label issues.
     train: ``python -m lit_vision.train`` overrides of the fast recipe the audit trains with. hash_distance: the
-    most perceptual-hash bits (of 64) in which near-duplicates differ. near_factor: an embedding neighbour closer
-    than this x the median nearest-neighbour distance is a near-duplicate. outlier_factor: an image whose mean
+    most perceptual-hash bits (of 64) in which near-duplicates differ. thumbnail_factor: a hash pair counts when its
+    8x8 thumbnails are closer than this x the median nearest-neighbour thumbnail distance. near_factor: a neighbour in
+    the net's instance features (:mod:`~lit_vision.auditing.features`) closer than this x the median
+    nearest-neighbour distance is a near-duplicate. outlier_factor: an image whose mean
     distance to its ``neighbours`` nearest training images exceeds this x the median is an outlier. batch_size:
     images per forward pass. grid: the most findings per picture. quality: :class:`QualitySettings`."""
 
@@ -28,6 +30,7 @@ class AuditSettings:
     folds: int
     train: Sequence[str]
     hash_distance: int
+    thumbnail_factor: float
     near_factor: float
     outlier_factor: float
     neighbours: int
@@ -61,7 +64,7 @@ class AuditSettings:
         if self.hash_distance >= 32:
             raise ConfigError(f"audit.hash_distance={self.hash_distance}: unrelated images differ in about 32 of the "
                               "64 bits; near-duplicates in a few (default 4)")
-        for key in ("near_factor", "outlier_factor"):
+        for key in ("thumbnail_factor", "near_factor", "outlier_factor"):
             positive_number(getattr(self, key), f"audit.{key}")
         for key in ("neighbours", "batch_size", "grid"):
             positive_int(getattr(self, key), f"audit.{key}")
