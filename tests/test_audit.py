@@ -89,6 +89,9 @@ def test_model_free_audit_finds_planted_duplicates_leaks_and_blanks(tmp_path):
     assert "| exact_duplicate | 1 | 1 |" in (out / "summary.md").read_text()
     assert {p.name for p in out.glob("*.png")} == {"duplicates.png", "unusable.png"}
     assert str(planted["exact_leak"]) in {r["item"] for r in rows}
+    leaks = read_rows(out / "test_leaks.csv")  # the two test images with a copy in train, alone
+    assert {r["item"] for r in leaks} == {str(planted["exact_leak"]), str(planted["near_leak"])}
+    assert leaks == [r for r in rows if r["split"] == "test" and r["partner_split"] == "train"]
 
 
 def test_issues_csv_is_what_data_exclude_reads(tmp_path):
@@ -211,16 +214,21 @@ def test_full_audit_trains_folds_finds_the_label_error_and_resumes(tmp_path):
     assert read_rows(out / "issues.csv") == rows
 
 
-def test_evaluate_scores_the_whole_and_the_leak_free_test_split_side_by_side(tmp_path):
+def test_train_and_evaluate_score_the_whole_and_the_leak_free_test_split_side_by_side(tmp_path):
     from lit_vision.commands.evaluate import run as evaluate
+    from lit_vision.commands.train import check_options as check_train
     from lit_vision.commands.train import run as train
 
     planted = write_planted(tmp_path / "photos", per_class=12)
     data = ["data=image_folder", f"data.root={tmp_path / 'photos'}", "data.image_size=[32,32]", "accelerator=cpu"]
-    record = train(compose_config([*data, "model=cnn", "trainer.max_epochs=1", "~callbacks.progress_bar",
-                                   "~callbacks.model_summary", "report.plots=false"], tmp_path / "run", "train"))
     audit(compose_audit(tmp_path, tmp_path / "photos", "audit.checks=[duplicates]"))
     issues = tmp_path / "audit" / "issues.csv"
+    fit = [*data, "model=cnn", "trainer.max_epochs=1", "~callbacks.progress_bar", "~callbacks.model_summary",
+           "report.plots=false"]
+    record = train(compose_config([*fit, f"leak_free={tmp_path / 'audit' / 'test_leaks.csv'}"], tmp_path / "run",
+                                  "train"))
+    with pytest.raises(ConfigError, match="test=false skips it"):
+        check_train(compose_config([*fit, f"leak_free={issues}", "test=false"], tmp_path / "run2", "train"))
     scored = evaluate(compose_config([*data, f"ckpt_path={record['best_checkpoint']}", f"leak_free={issues}",
                                       "report.plots=false"], tmp_path / "eval", "evaluate"))
     assert scored["leak_free"] == {"issues": str(issues), "left_out": 2, "images": 3 * 4}
@@ -232,8 +240,14 @@ def test_evaluate_scores_the_whole_and_the_leak_free_test_split_side_by_side(tmp
     accuracy = np.mean([r["target"] == r["pred"] for r in kept])
     assert scored["test_leak_free/acc"] == pytest.approx(accuracy)
     assert scored["test/acc"] == pytest.approx(np.mean([r["target"] == r["pred"] for r in rows]))
+    leak_free_keys = [k for k in scored if k.startswith("test_leak_free/")]
+    assert leak_free_keys and all(k.replace("test_leak_free/", "test/") in scored for k in leak_free_keys)
+    assert "test_leak_free/loss" not in scored  # the run's test/loss is its training loss: another definition
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["test_leak_free/acc"] == scored["test_leak_free/acc"]
+    # the training run scored the same best checkpoint the same way (train ... leak_free=)
+    assert record["leak_free"]["left_out"] == 2 and record["test/acc"] == pytest.approx(scored["test/acc"])
+    assert record["test_leak_free/acc"] == pytest.approx(scored["test_leak_free/acc"])
 
     other = tmp_path / "other.csv"
     other.write_text("split,item,kind,partner_split\ntest,test/999,near_duplicate,train\n")  # not in this data

@@ -85,9 +85,13 @@ import numpy as np, torch
 from lit_vision.data.arrays import ImageArrays
 from lit_vision.data.device_batches import DeviceBatches
 from lit_vision.deploy.checkpoint_backend import probabilities
-images = np.zeros((5, 1, 4, 4), np.uint8); images.setflags(write=False)
-batches = DeviceBatches(ImageArrays(images, np.arange(5), ["x"]), 2, True, torch.device("cpu"), seed=0)
+images, labels = np.zeros((5, 1, 4, 4), np.uint8), np.arange(5, dtype=np.int64)
+images.setflags(write=False); labels.setflags(write=False)
+batches = DeviceBatches(ImageArrays(images, labels, ["x"]), 2, True, torch.device("cpu"), seed=0)
 assert sum(len(y) for _, y in batches) == 5
+from lit_vision.data.datamodule import ArrayDataset
+x, y = ArrayDataset(ImageArrays(images, labels, ["x"]))[[0, 3]]
+assert y.tolist() == [0, 3]
 class Model(torch.nn.Module):
     class_names = ["a", "b"]
     def __init__(self):

@@ -25,20 +25,12 @@ from lit_vision.data.exclude import apply_exclude, exclude_entries, normalise, r
 from lit_vision.data.items import item_name, item_names
 from lit_vision.data.mapping import LabelMapping, apply_mapping
 from lit_vision.data.shards import SOURCES_FILE, open_shards
-from lit_vision.data.synthetic import write_image_folder, write_torchvision_idx
+from lit_vision.data.synthetic import write_torchvision_idx
 from lit_vision.errors import ConfigError, DataNotFoundError
 from lit_vision.training.builders import build_datamodule
 
-CLASSES = ["cat", "dog"]
-
-
-@pytest.fixture(scope="module")
-def pets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """train: cat 6, dog 6; test: cat 3, dog 3 (8x8 PNGs)."""
-    root = tmp_path_factory.mktemp("pets")
-    write_image_folder(root / "train", CLASSES, 6, size=8)
-    write_image_folder(root / "test", CLASSES, 3, size=8, seed=1)
-    return root
+#: conftest's pets_root: train cat 16, dog 16; test cat 5, dog 5
+PETS_TRAIN, PETS_TEST = 32, 10
 
 
 def arrays(n: int, sources: bool = False) -> ImageArrays:
@@ -192,21 +184,21 @@ def test_apply_exclude_drops_paths_from_any_split_and_indices_from_theirs() -> N
 
 
 # --- wired into the data module, prepare and data=shards ----------------------------------------------------
-def test_a_train_config_leaves_the_listed_images_out(pets: Path, tmp_path: Path,
+def test_a_train_config_leaves_the_listed_images_out(pets_root: Path, tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    dropped = [pets / "train" / "cat" / "0001.png", pets / "train" / "dog" / "0004.png",
-               pets / "test" / "dog" / "0000.png"]
+    dropped = [pets_root / "train" / "cat" / "0001.png", pets_root / "train" / "dog" / "0004.png",
+               pets_root / "test" / "dog" / "0000.png"]
     csv = write(tmp_path / "issues.csv", "split,item,issue\n" + "".join(
         f"{p.parent.parent.name},{p},blurry\n" for p in dropped))
-    cfg = compose_config(["data=image_folder", f"data.root={pets}", f"data.exclude={csv}", "data.val_fraction=0.2",
+    cfg = compose_config(["data=image_folder", f"data.root={pets_root}", f"data.exclude={csv}", "data.val_fraction=0.2",
                           "accelerator=cpu"], tmp_path / "run")
     validate_config(cfg)  # the key is a data setting, and the file is read and checked
     with caplog.at_level(logging.INFO, logger="lit_vision.data.datamodule"):
         dm = build_datamodule(cfg)
     assert "data.exclude: left out {'train': 2, 'test': 1}" in caplog.text
-    assert len(dm.train_set) + len(dm.val_set) == 10 and len(dm.test_set) == 5
+    assert len(dm.train_set) + len(dm.val_set) == PETS_TRAIN - 2 and len(dm.test_set) == PETS_TEST - 1
     kept = {normalise(s) for split in (dm.train_set, dm.val_set, dm.test_set) for s in split.sources}
-    assert len(kept) == 15 and not kept & {normalise(p) for p in dropped}
+    assert len(kept) == PETS_TRAIN + PETS_TEST - 3 and not kept & {normalise(p) for p in dropped}
 
 
 def test_source_splits_are_mapped_without_the_val_split_and_the_excluded_rows(tmp_path: Path) -> None:
@@ -252,29 +244,29 @@ def prepare(run_dir: Path, *overrides: str) -> None:
     execute(prepare_command.run, cfg, prepare_command.check)
 
 
-def test_prepare_leaves_the_listed_files_out(pets: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    dropped = [pets / "train" / "cat" / "0002.png", pets / "test" / "cat" / "0001.png"]
+def test_prepare_leaves_the_listed_files_out(pets_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    dropped = [pets_root / "train" / "cat" / "0002.png", pets_root / "test" / "cat" / "0001.png"]
     listing = write(tmp_path / "drop.txt", "# bad photos\n" + "".join(f"{p}\n" for p in dropped))
     out = tmp_path / "shards"
     with caplog.at_level(logging.INFO, logger="lit_vision.data.preparation"):
-        prepare(tmp_path / "run", f"data.root={pets}", f"out={out}", f"data.exclude={listing}")
+        prepare(tmp_path / "run", f"data.root={pets_root}", f"out={out}", f"data.exclude={listing}")
     assert "data.exclude: left out {'train': 1, 'test': 1}" in caplog.text
     shards = open_shards(out)
-    assert shards.count("train") + shards.count("val") == 11 and shards.count("test") == 5
+    assert shards.count("train") + shards.count("val") == PETS_TRAIN - 1 and shards.count("test") == PETS_TEST - 1
     stored = {normalise(line) for split in ("train", "val", "test")
               for line in (out / split / SOURCES_FILE).read_text().splitlines()}
-    assert len(stored) == 16 and not stored & {normalise(p) for p in dropped}
+    assert len(stored) == PETS_TRAIN + PETS_TEST - 2 and not stored & {normalise(p) for p in dropped}
     # another list into the same shard dir is another preparation: refused, never silently reused
     caplog.clear()
     with pytest.raises(SystemExit) as exc:
-        prepare(tmp_path / "run2", f"data.root={pets}", f"out={out}", f"data.exclude=[{dropped[0]}]")
+        prepare(tmp_path / "run2", f"data.root={pets_root}", f"out={out}", f"data.exclude=[{dropped[0]}]")
     assert exc.value.code == EXIT_OTHER and "exclude: " in caplog.text and "choose a new out=" in caplog.text
 
 
-def test_prepare_refuses_an_entry_not_in_the_folders(pets: Path, tmp_path: Path,
+def test_prepare_refuses_an_entry_not_in_the_folders(pets_root: Path, tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    missing = pets / "train" / "cat" / "9999.png"
+    missing = pets_root / "train" / "cat" / "9999.png"
     with pytest.raises(SystemExit) as exc:
-        prepare(tmp_path / "run", f"data.root={pets}", f"out={tmp_path / 'shards'}", f"data.exclude=[{missing}]")
+        prepare(tmp_path / "run", f"data.root={pets_root}", f"out={tmp_path / 'shards'}", f"data.exclude=[{missing}]")
     assert exc.value.code == EXIT_CONFIG and not (tmp_path / "shards").exists()
     assert f"{missing} (entry 0)" in caplog.text and "not in the data" in caplog.text

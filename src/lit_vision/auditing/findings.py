@@ -76,7 +76,12 @@ def counts(findings: Sequence[Finding], splits: Sequence[str]) -> dict[str, dict
     return {kind: {split: seen[(kind, split)] for split in splits} for kind in KINDS}
 
 
+def leaks(findings: Iterable[Finding], split: str = "test") -> list[Finding]:
+    """The findings of ``split``'s images with an exact or near duplicate in the training split: what a leak-free
+    score leaves out (``test_leaks.csv``, for ``leak_free=``)."""
+    return [f for f in findings if f.kind in DUPLICATE_KINDS and f.split == split and f.partner_split == "train"]
+
+
 def leaked(findings: Iterable[Finding], split: str = "test") -> set[str]:
-    """The items of ``split`` with an exact or near duplicate in the training split: what a leak-free score leaves
-    out."""
-    return {f.item for f in findings if f.kind in DUPLICATE_KINDS and f.split == split and f.partner_split == "train"}
+    """The items of :func:`leaks`."""
+    return {f.item for f in leaks(findings, split)}

@@ -21,7 +21,7 @@ from rich.progress import track
 
 from lit_vision.auditing import duplicates, grids, models, outliers, summary
 from lit_vision.auditing.features import instance_features, whitened
-from lit_vision.auditing.findings import LABEL, Finding, write_issues
+from lit_vision.auditing.findings import LABEL, Finding, leaks, write_issues
 from lit_vision.auditing.hashing import content_hashes, perceptual_hashes, thumbnail_features
 from lit_vision.auditing.label_issues import find_label_issues
 from lit_vision.auditing.quality import QualitySettings, file_stats, image_stats, quality_issues
@@ -31,6 +31,8 @@ from lit_vision.errors import ConfigError
 log = logging.getLogger("lit_vision.audit")
 
 CHUNK = 4096
+#: the test images with a copy in the training split, alone (a small file for ``leak_free=``)
+TEST_LEAKS = "test_leaks.csv"
 
 
 @dataclass
@@ -282,7 +284,7 @@ def run_audit(splits: Mapping[str, AuditSplit], class_names: Sequence[str], sett
             with clock.step(f"label issues {name}" + (" (cross-validated)" if name == "train" else "")):
                 found += label_findings(name, split, nets.held_out_probabilities(name), class_names)
     with clock.step("report"):
-        files = [write_issues(out / "issues.csv", found)]
+        files = [write_issues(out / "issues.csv", found), write_issues(out / TEST_LEAKS, leaks(found))]
         files += grids.write_grids(found, {n: s.images for n, s in splits.items()}, out, settings.grid)
     files += summary.write_summary(out, found, {n: len(s) for n, s in splits.items()}, settings, clock.seconds,
                                    describe)

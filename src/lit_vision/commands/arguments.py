@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 #: a usage or config mistake (docs/usage.md), as argparse's own errors
 EXIT_USAGE = 2
@@ -30,37 +31,31 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _number(text: str, convert: Callable[[str], Any], fits: Callable[[Any], bool], problem: str) -> Any:
+    """``convert(text)`` when it parses and ``fits``, else argparse's error: ``'<text>' <problem>``."""
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not fits(value):
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """A count such as ``--batch-size``: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
-    return value
+    return _number(text, int, lambda v: v >= 1, "must be an integer >= 1")
 
 
 def seconds(text: str) -> float:
     """A duration such as ``--request-timeout``: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds (e.g. 15)")
-    return value
+    return _number(text, float, lambda v: 0 < v < math.inf, "must be a positive number of seconds (e.g. 15)")
 
 
 def port(text: str) -> int:
     """A TCP port to listen on, 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; use a number from 1 to 65535 (e.g. 8000)")
-    return value
+    return _number(text, int, lambda v: 1 <= v <= 65535,
+                   "is not a TCP port; use a number from 1 to 65535 (e.g. 8000)")
 
 
 def host(text: str) -> str:

@@ -15,7 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from lit_vision.auditing import leaks
 from lit_vision.commands.runner import hydra_command
-from lit_vision.data.exclude import read_exclude
 from lit_vision.errors import ConfigError
 from lit_vision.runs import reporting
 from lit_vision.training import recipes
@@ -60,7 +59,7 @@ def check_options(cfg: DictConfig) -> None:
     """``leak_free``: an audit's issues.csv, read before any data is (its rows are matched to the test split
     after loading)."""
     if cfg.leak_free:
-        read_exclude(cfg.leak_free, leaks.KEY, keep=leaks.is_test_leak)
+        leaks.check_issues(cfg.leak_free)
 
 
 main = hydra_command("evaluate", run, check_options)

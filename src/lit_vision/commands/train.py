@@ -18,11 +18,13 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lit_vision.auditing import leaks
 from lit_vision.commands.runner import hydra_command
 from lit_vision.data.datamodule import VisionDataModule
 from lit_vision.deploy import checkpoint_backend
 from lit_vision.deploy.model import stored_threshold
 from lit_vision.deploy.operating_point import UnreachableGoalError, choose_threshold, metrics_at
+from lit_vision.errors import ConfigError
 from lit_vision.runs import reporting, tracking
 from lit_vision.runs.records import RunDir
 from lit_vision.training import hardware
@@ -59,7 +61,12 @@ def trial_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 
 def check_options(cfg: DictConfig) -> None:
-    """``resume`` and ``ckpt_path`` name a run dir / checkpoint that is there, before any data is read."""
+    """``resume`` and ``ckpt_path`` name a run dir / checkpoint that is there, and ``leak_free`` a readable audit
+    list, before any data is read."""
+    if cfg.leak_free:
+        if not cfg.test:
+            raise ConfigError(f"leak_free={cfg.leak_free} scores the test split, and test=false skips it; drop one")
+        leaks.check_issues(cfg.leak_free)
     resumed = resume_run_dir(cfg.resume)
     resolve_ckpt_path(cfg.ckpt_path or ("last" if resumed else None), resumed or cfg.paths.output_dir, quiet=True)
 
@@ -122,6 +129,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     record = reporting.build_metrics_record(scalars, confusion, dm.class_names,
                                             extra={**state, **timing, "data": dm.describe(),
                                                    "model": cfg.model.net.name})
+    if cfg.leak_free and "probs" in model.test_outputs:
+        outputs = model.test_outputs
+        record |= leaks.leak_free_record(cfg.leak_free, outputs["probs"], outputs["targets"], dm.test_set,
+                                         dm.class_names)
     if trainer.is_global_zero:
         if cfg.report.operating_point and dm.num_classes == 2 and dm.val_set is not None:
             record["operating_point"] = operating_point_record(str(cfg.report.operating_point), model, dm, out)

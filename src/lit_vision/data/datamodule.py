@@ -48,7 +48,7 @@ class ArrayDataset(Dataset):
 
     def __init__(self, arrays: ImageArrays) -> None:
         self.images = arrays.images
-        self.labels = torch.from_numpy(np.asarray(arrays.labels, dtype=np.int64))
+        self.labels = torch.from_numpy(np.array(arrays.labels, dtype=np.int64))  # a copy: may be read-only
 
     def __len__(self) -> int:
         return len(self.labels)

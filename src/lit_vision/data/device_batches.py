@@ -56,7 +56,7 @@ class DeviceBatches:
 
     def __init__(self, arrays: ImageArrays, batch_size: int, shuffle: bool, device: torch.device, seed: int) -> None:
         self.images = torch.from_numpy(writable(arrays.images)).to(device)
-        self.labels = torch.from_numpy(np.asarray(arrays.labels, dtype=np.int64)).to(device)
+        self.labels = torch.from_numpy(np.array(arrays.labels, dtype=np.int64)).to(device)  # a copy: may be read-only
         self.batch_size = int(batch_size)
         self.sampler = EpochOrder(len(self.labels), int(seed), shuffle)
         self.batch_sampler = None  # Lightning looks for one next to ``sampler``, as on a DataLoader

@@ -137,12 +137,13 @@ def weight_averaging(cfg: DictConfig) -> list[L.Callback]:
 def build_trainer(cfg: DictConfig, loggers: Sequence[Logger], extra_callbacks: Sequence[L.Callback] = (),
                   **overrides: Any) -> L.Trainer:
     """The fit trainer: ``cfg.trainer`` with the ``callbacks`` group, weight averaging and the requeue callback, plus
-    the given ``loggers`` and ``extra_callbacks`` (what the training command assembles from the layers above this one: the
-    tracked loggers, a tune trial's reporter), fitted to its devices
+    the given ``loggers`` and ``extra_callbacks`` (what the training command assembles from the layers above this
+    one: the tracked loggers, a tune trial's reporter), fitted to its devices
     (:func:`~lit_vision.training.distributed.device_overrides`); ``overrides`` win over everything."""
     quiet_known_noise()
     # DeferredRequeue: under SLURM, the requeue checkpoint at a batch boundary (training/requeue.py); else inert
-    all_callbacks = instantiate_group(cfg.get("callbacks")) + weight_averaging(cfg) + [DeferredRequeue(), *extra_callbacks]
+    all_callbacks = [*instantiate_group(cfg.get("callbacks")), *weight_averaging(cfg), DeferredRequeue(),
+                     *extra_callbacks]
     if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in all_callbacks):
         # LearningRateMonitor writes through a logger and raises on a trainer without one
         log.info("no logger configured: LearningRateMonitor left out (the learning rate is not recorded)")
