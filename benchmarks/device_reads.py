@@ -79,8 +79,8 @@ def counted_run(cfg: DictConfig) -> DeviceReads:
     hooks (``tests/test_device_reads.py`` runs its cases through this too)."""
     build = train_command.build_trainer
 
-    def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
-        trainer = build(cfg, **kwargs)
+    def build_trainer(cfg: DictConfig, *args: Any, **kwargs: Any) -> Any:
+        trainer = build(cfg, *args, **kwargs)
         trainer.callbacks.insert(0, StepWindows())
         return trainer
 
