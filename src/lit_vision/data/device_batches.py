@@ -37,15 +37,6 @@ def fits_on(device: torch.device, arrays: list[ImageArrays]) -> bool:
     return sum(a.images.nbytes + a.labels.nbytes for a in arrays) <= DEVICE_MEMORY_SHARE * free_memory(device)
 
 
-def writable(images: np.ndarray) -> np.ndarray:
-    """``images`` as a C-contiguous array torch may wrap: a read-only one (a split read from the disk cache, a
-    memory map) is copied once, since a tensor over read-only memory is undefined behaviour to write (PyTorch warns
-    "The given NumPy array is not writable")."""
-    if images.flags.writeable:
-        return np.ascontiguousarray(images)
-    return np.array(images, order="C")
-
-
 class DeviceBatches:
     """Iterable of ``(uint8 images, int64 labels)`` batches sliced from tensors already on ``device``.
 
@@ -55,7 +46,9 @@ class DeviceBatches:
     """
 
     def __init__(self, arrays: ImageArrays, batch_size: int, shuffle: bool, device: torch.device, seed: int) -> None:
-        self.images = torch.from_numpy(writable(arrays.images)).to(device)
+        # C-contiguous and writable: a read-only split (the disk cache's memory map) is copied once, since torch
+        # must not wrap read-only memory ("The given NumPy array is not writable")
+        self.images = torch.from_numpy(np.require(arrays.images, requirements=["C", "W"])).to(device)
         self.labels = torch.from_numpy(np.array(arrays.labels, dtype=np.int64)).to(device)  # a copy: may be read-only
         self.batch_size = int(batch_size)
         self.sampler = EpochOrder(len(self.labels), int(seed), shuffle)
